@@ -1,0 +1,5 @@
+//! onemap (一张图): a GIS server and web map for grassroots-governance
+//! command centres. See ARCHITECTURE.md for the map of the code.
+
+pub mod model;
+pub mod store;

@@ -1,0 +1,868 @@
+//! The embedded store: a GeoPackage 1.4 file, through sqlx's SQLite driver.
+//!
+//! The file is a standard GeoPackage that GDAL and QGIS open as it is: one
+//! feature table per layer (`fid` primary key, a `geom` column of GPKG
+//! geometry blobs, typed property columns), registered in `gpkg_contents`
+//! and `gpkg_geometry_columns` with SRS 4326. Our own bookkeeping lives in
+//! three extra tables: `onemap_layers` (the layer definitions as JSON, so
+//! titles, zoom ranges and the declared CRS survive), `onemap_changes` (the
+//! change log, registered as an attributes table so QGIS can show the audit
+//! trail) and `onemap_meta` (key/value).
+//!
+//! Each feature table also has an `onemap_version` column: the optimistic-lock
+//! version, bumped on every change we make.
+//!
+//! Writes are serialised by a mutex and run in one `BEGIN IMMEDIATE`
+//! transaction, so a change set is atomic and the change log's order is the
+//! commit order.
+
+use super::{Applied, Change, ChangeSet, LogDetail, Op, Result, Store, StoreError, wkb};
+use crate::model::{Feature, LayerDef, PropType, Value, value::format_utc};
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use geo::{BoundingRect, Geometry, Rect};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Decode, Row, Sqlite, SqlitePool, Transaction, TypeInfo, ValueRef};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+/// `PRAGMA application_id` of a GeoPackage: the ASCII bytes "GPKG".
+const GPKG_APPLICATION_ID: i64 = 0x4750_4B47;
+/// `PRAGMA user_version` for GeoPackage 1.4.0.
+const GPKG_USER_VERSION: i64 = 10400;
+pub const SRS_WGS84: i32 = 4326;
+
+const WGS84_WKT: &str = r#"GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]"#;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS gpkg_spatial_ref_sys (
+  srs_name TEXT NOT NULL,
+  srs_id INTEGER PRIMARY KEY,
+  organization TEXT NOT NULL,
+  organization_coordsys_id INTEGER NOT NULL,
+  definition TEXT NOT NULL,
+  description TEXT
+);
+CREATE TABLE IF NOT EXISTS gpkg_contents (
+  table_name TEXT NOT NULL PRIMARY KEY,
+  data_type TEXT NOT NULL,
+  identifier TEXT UNIQUE,
+  description TEXT DEFAULT '',
+  last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE,
+  srs_id INTEGER,
+  CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id)
+);
+CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
+  table_name TEXT NOT NULL,
+  column_name TEXT NOT NULL,
+  geometry_type_name TEXT NOT NULL,
+  srs_id INTEGER NOT NULL,
+  z TINYINT NOT NULL,
+  m TINYINT NOT NULL,
+  CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+  CONSTRAINT uk_gc_table_name UNIQUE (table_name),
+  CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+  CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id)
+);
+CREATE TABLE IF NOT EXISTS onemap_layers (
+  name TEXT PRIMARY KEY NOT NULL,
+  pos INTEGER NOT NULL,
+  def TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS onemap_meta (
+  key TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS onemap_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+  txn INTEGER NOT NULL,
+  time DATETIME NOT NULL,
+  author TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  layer TEXT NOT NULL,
+  fid INTEGER,
+  op TEXT NOT NULL,
+  version INTEGER,
+  before TEXT,
+  after TEXT
+);
+CREATE INDEX IF NOT EXISTS onemap_changes_feature ON onemap_changes(layer, fid);
+"#;
+
+/// The GeoPackage store. Cheap to share behind an `Arc`.
+pub struct GpkgStore {
+    path: PathBuf,
+    pool: SqlitePool,
+    /// Layer definitions, in creation order; written only under `writer`.
+    layers: RwLock<Vec<LayerDef>>,
+    /// One writer at a time: keeps id allocation and log order simple.
+    writer: tokio::sync::Mutex<()>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Quotes an identifier for SQL. Names are checked at layer creation, this
+/// is belt and braces.
+fn q(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl GpkgStore {
+    /// Opens (or creates) a GeoPackage. A file that exists but is not a
+    /// GeoPackage is refused rather than modified.
+    pub async fn open(path: &Path) -> Result<GpkgStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+
+        let app_id: i64 = sqlx::query_scalar("PRAGMA application_id")
+            .fetch_one(&pool)
+            .await?;
+        let tables: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+                .fetch_one(&pool)
+                .await?;
+        if app_id != GPKG_APPLICATION_ID && tables > 0 {
+            return Err(backend(format!(
+                "{} is an SQLite file but not a GeoPackage (application_id {app_id:#x})",
+                path.display()
+            )));
+        }
+        if app_id != GPKG_APPLICATION_ID {
+            sqlx::query(&format!("PRAGMA application_id = {GPKG_APPLICATION_ID}"))
+                .execute(&pool)
+                .await?;
+            sqlx::query(&format!("PRAGMA user_version = {GPKG_USER_VERSION}"))
+                .execute(&pool)
+                .await?;
+        }
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        for (name, id, org, org_id, def, desc) in [
+            (
+                "Undefined cartesian SRS",
+                -1,
+                "NONE",
+                -1,
+                "undefined",
+                "undefined cartesian coordinate reference system",
+            ),
+            (
+                "Undefined geographic SRS",
+                0,
+                "NONE",
+                0,
+                "undefined",
+                "undefined geographic coordinate reference system",
+            ),
+            (
+                "WGS 84 geodetic",
+                SRS_WGS84,
+                "EPSG",
+                4326,
+                WGS84_WKT,
+                "longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid",
+            ),
+        ] {
+            sqlx::query(
+                "INSERT OR IGNORE INTO gpkg_spatial_ref_sys \
+                 (srs_name, srs_id, organization, organization_coordsys_id, definition, description) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(name)
+            .bind(id)
+            .bind(org)
+            .bind(org_id)
+            .bind(def)
+            .bind(desc)
+            .execute(&pool)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) \
+             VALUES ('onemap_changes', 'attributes', 'onemap_changes', '变更记录 change log')",
+        )
+        .execute(&pool)
+        .await?;
+
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT def FROM onemap_layers ORDER BY pos")
+            .fetch_all(&pool)
+            .await?;
+        let mut layers = Vec::with_capacity(rows.len());
+        for (json,) in rows {
+            let def: LayerDef = serde_json::from_str(&json)
+                .map_err(|e| backend(format!("corrupt layer definition: {e}")))?;
+            layers.push(def);
+        }
+        Ok(GpkgStore {
+            path: path.to_path_buf(),
+            pool,
+            layers: RwLock::new(layers),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the pool, checkpointing the WAL so the file stands alone.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+
+    fn layer(&self, name: &str) -> Result<LayerDef> {
+        self.layers
+            .read()
+            .map_err(|_| backend("layer cache poisoned"))?
+            .iter()
+            .find(|l| l.name == name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownLayer(name.to_string()))
+    }
+
+    fn select_sql(def: &LayerDef) -> String {
+        let mut sql = String::from("SELECT fid, onemap_version, geom");
+        for p in &def.properties {
+            sql.push_str(", ");
+            sql.push_str(&q(&p.name));
+        }
+        sql.push_str(" FROM ");
+        sql.push_str(&q(&def.name));
+        sql
+    }
+}
+
+/// Decodes one row of `select_sql` into a feature.
+fn decode_feature(def: &LayerDef, row: &SqliteRow) -> Result<Feature> {
+    let id: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    let blob: Option<Vec<u8>> = row.try_get(2)?;
+    let geometry = match blob {
+        Some(b) => wkb::from_gpkg(&b)
+            .map_err(|e| backend(format!("{} feature {id}: {e}", def.name)))?,
+        None => Geometry::GeometryCollection(Default::default()),
+    };
+    let mut properties = Vec::with_capacity(def.properties.len());
+    for (i, p) in def.properties.iter().enumerate() {
+        properties.push(decode_value(row, i + 3, p.ty).map_err(|e| {
+            backend(format!("{} feature {id} property {}: {e}", def.name, p.name))
+        })?);
+    }
+    Ok(Feature {
+        id,
+        version,
+        geometry,
+        properties,
+    })
+}
+
+/// Decodes a cell by its storage class (SQLite is dynamically typed: a file
+/// edited in another tool may hold a REAL in an INTEGER column), converting to
+/// the declared type where no information is lost.
+fn decode_value(row: &SqliteRow, i: usize, ty: PropType) -> std::result::Result<Value, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let class = raw.type_info().name().to_string();
+    let e = |e: sqlx::error::BoxDynError| e.to_string();
+    Ok(match class.as_str() {
+        "INTEGER" => {
+            let v = <i64 as Decode<Sqlite>>::decode(raw).map_err(e)?;
+            match ty {
+                PropType::Bool => Value::Bool(v != 0),
+                PropType::Float => Value::Float(v as f64),
+                PropType::Text | PropType::DateTime | PropType::Date => Value::text(v.to_string()),
+                PropType::Int => Value::Int(v),
+            }
+        }
+        "REAL" => {
+            let v = <f64 as Decode<Sqlite>>::decode(raw).map_err(e)?;
+            match ty {
+                PropType::Int if v.fract() == 0.0 => Value::Int(v as i64),
+                PropType::Bool => Value::Bool(v != 0.0),
+                PropType::Text => Value::text(v.to_string()),
+                _ => Value::Float(v),
+            }
+        }
+        "TEXT" => {
+            let v = <String as Decode<Sqlite>>::decode(raw).map_err(e)?;
+            Value::from_text(&v, ty).unwrap_or_else(|_| Value::text(v))
+        }
+        other => return Err(format!("unexpected {other} value")),
+    })
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+fn bind_value<'q>(q: Query<'q>, v: &'q Value) -> Query<'q> {
+    match v {
+        Value::Null => q.bind(Option::<i64>::None),
+        Value::Bool(b) => q.bind(*b),
+        Value::Int(i) => q.bind(*i),
+        Value::Float(f) => q.bind(*f),
+        Value::Text(s) => q.bind(&**s),
+    }
+}
+
+/// State of one `apply` call: next ids per layer, bbox growth, log rows.
+struct TxState {
+    next_id: HashMap<String, i64>,
+    bbox: HashMap<String, Rect>,
+    txn: Option<i64>,
+    last_seq: i64,
+    time: String,
+}
+
+impl TxState {
+    fn grow(&mut self, layer: &str, g: &Geometry) {
+        if let Some(r) = g.bounding_rect() {
+            self.bbox
+                .entry(layer.to_string())
+                .and_modify(|b| {
+                    *b = Rect::new(
+                        (b.min().x.min(r.min().x), b.min().y.min(r.min().y)),
+                        (b.max().x.max(r.max().x), b.max().y.max(r.max().y)),
+                    )
+                })
+                .or_insert(r);
+        }
+    }
+}
+
+impl GpkgStore {
+    /// Allocates the next id of a layer: one past the largest ever used
+    /// (AUTOINCREMENT's `sqlite_sequence` remembers deleted ones).
+    async fn next_id(
+        tx: &mut Transaction<'_, Sqlite>,
+        st: &mut TxState,
+        layer: &str,
+        explicit: Option<i64>,
+    ) -> Result<i64> {
+        if !st.next_id.contains_key(layer) {
+            let max: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT max(fid) FROM {}", q(layer)))
+                    .fetch_one(&mut **tx)
+                    .await?;
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
+                    .bind(layer)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .flatten();
+            let next = max.unwrap_or(0).max(seq.unwrap_or(0)) + 1;
+            st.next_id.insert(layer.to_string(), next);
+        }
+        let next = st.next_id.get_mut(layer).ok_or_else(|| backend("id cache"))?;
+        let id = explicit.unwrap_or(*next);
+        *next = (*next).max(id + 1);
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn log(
+        tx: &mut Transaction<'_, Sqlite>,
+        st: &mut TxState,
+        cs: &ChangeSet,
+        layer: &str,
+        fid: Option<i64>,
+        op: &str,
+        version: Option<i64>,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<()> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO onemap_changes (txn, time, author, reason, layer, fid, op, version, before, after) \
+             VALUES (coalesce(?, (SELECT coalesce(max(seq), 0) + 1 FROM onemap_changes)), ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING seq",
+        )
+        .bind(st.txn)
+        .bind(&st.time)
+        .bind(&cs.author)
+        .bind(&cs.reason)
+        .bind(layer)
+        .bind(fid)
+        .bind(op)
+        .bind(version)
+        .bind(before)
+        .bind(after)
+        .fetch_one(&mut **tx)
+        .await?;
+        st.txn.get_or_insert(seq);
+        st.last_seq = seq;
+        Ok(())
+    }
+
+    async fn current(
+        tx: &mut Transaction<'_, Sqlite>,
+        def: &LayerDef,
+        id: i64,
+    ) -> Result<Option<Feature>> {
+        let sql = format!("{} WHERE fid = ?", Self::select_sql(def));
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+        row.map(|r| decode_feature(def, &r)).transpose()
+    }
+
+    /// Inserts many rows of one layer with multi-row INSERT statements: a
+    /// statement round-trip per row would make the city demo take minutes.
+    async fn insert_rows(
+        tx: &mut Transaction<'_, Sqlite>,
+        def: &LayerDef,
+        rows: &[(i64, Vec<u8>, &[Value])],
+    ) -> Result<()> {
+        let ncols = 3 + def.properties.len();
+        let per_stmt = (30_000 / ncols).clamp(1, 400);
+        let mut cols = String::from("fid, geom, onemap_version");
+        for p in &def.properties {
+            cols.push_str(", ");
+            cols.push_str(&q(&p.name));
+        }
+        let one = format!("({})", vec!["?"; ncols].join(", "));
+        for chunk in rows.chunks(per_stmt) {
+            let sql = format!(
+                "INSERT INTO {} ({cols}) VALUES {}",
+                q(&def.name),
+                vec![one.as_str(); chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, blob, props) in chunk {
+                query = query.bind(*id).bind(&blob[..]).bind(1i64);
+                for v in props.iter() {
+                    query = bind_value(query, v);
+                }
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_ops(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        cs: &ChangeSet,
+        st: &mut TxState,
+    ) -> Result<Applied> {
+        let mut defs: HashMap<String, LayerDef> = HashMap::new();
+        let mut ids = Vec::with_capacity(cs.ops.len());
+        let mut versions = Vec::with_capacity(cs.ops.len());
+        // Validate everything first: a bad op late in a bulk load should cost
+        // no writes at all.
+        let mut geoms: Vec<Option<Geometry>> = Vec::with_capacity(cs.ops.len());
+        for (index, op) in cs.ops.iter().enumerate() {
+            let invalid = |message: String| StoreError::Invalid { index, message };
+            let layer = op.layer();
+            if !defs.contains_key(layer) {
+                defs.insert(layer.to_string(), self.layer(layer)?);
+            }
+            let def = &defs[layer];
+            match op {
+                Op::Insert {
+                    geometry,
+                    properties,
+                    ..
+                }
+                | Op::Update {
+                    geometry,
+                    properties,
+                    ..
+                } => {
+                    super::check_properties(def, properties).map_err(invalid)?;
+                    let g = def.geometry.coerce(geometry.clone()).map_err(invalid)?;
+                    geoms.push(Some(g));
+                }
+                Op::Delete { .. } => geoms.push(None),
+            }
+        }
+
+        let mut i = 0;
+        while i < cs.ops.len() {
+            // Runs of plain inserts into one layer go through the bulk path.
+            if let Op::Insert { layer, .. } = &cs.ops[i] {
+                let def = defs[layer].clone();
+                let mut rows = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                let mut j = i;
+                while j < cs.ops.len() {
+                    let Op::Insert {
+                        layer: l,
+                        id,
+                        properties,
+                        ..
+                    } = &cs.ops[j]
+                    else {
+                        break;
+                    };
+                    if l != layer {
+                        break;
+                    }
+                    if let Some(id) = id {
+                        let exists: Option<i64> = sqlx::query_scalar(&format!(
+                            "SELECT fid FROM {} WHERE fid = ?",
+                            q(layer)
+                        ))
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        if exists.is_some() {
+                            return Err(StoreError::Invalid {
+                                index: j,
+                                message: format!("{layer} feature {id} already exists"),
+                            });
+                        }
+                    }
+                    let fid = Self::next_id(tx, st, layer, *id).await?;
+                    if !seen.insert(fid) {
+                        return Err(StoreError::Invalid {
+                            index: j,
+                            message: format!("{layer} feature {fid} appears twice"),
+                        });
+                    }
+                    let g = geoms[j].as_ref().ok_or_else(|| backend("missing geometry"))?;
+                    st.grow(layer, g);
+                    rows.push((fid, wkb::to_gpkg(g, SRS_WGS84), properties.as_slice()));
+                    ids.push(fid);
+                    versions.push(1);
+                    j += 1;
+                }
+                Self::insert_rows(tx, &def, &rows).await?;
+                match cs.detail {
+                    LogDetail::PerFeature => {
+                        for (k, (fid, _, props)) in rows.iter().enumerate() {
+                            let f = Feature {
+                                id: *fid,
+                                version: 1,
+                                geometry: geoms[i + k].clone().unwrap_or(Geometry::GeometryCollection(Default::default())),
+                                properties: props.to_vec(),
+                            };
+                            let after = f.to_geojson(&def).to_string();
+                            Self::log(tx, st, cs, layer, Some(*fid), "insert", Some(1), None, Some(after))
+                                .await?;
+                        }
+                    }
+                    LogDetail::Summary => {
+                        let first = rows.iter().map(|r| r.0).min();
+                        let last = rows.iter().map(|r| r.0).max();
+                        let summary = serde_json::json!({
+                            "count": rows.len(), "first_fid": first, "last_fid": last,
+                        })
+                        .to_string();
+                        Self::log(tx, st, cs, layer, None, "bulk_insert", None, None, Some(summary))
+                            .await?;
+                    }
+                }
+                i = j;
+                continue;
+            }
+
+            let op = &cs.ops[i];
+            let layer = op.layer().to_string();
+            let def = defs[&layer].clone();
+            let (id, expected) = match op {
+                Op::Update {
+                    id,
+                    expected_version,
+                    ..
+                }
+                | Op::Delete {
+                    id,
+                    expected_version,
+                    ..
+                } => (*id, *expected_version),
+                Op::Insert { .. } => unreachable!("inserts are handled above"),
+            };
+            let before = Self::current(tx, &def, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    layer: layer.clone(),
+                    id,
+                })?;
+            if before.version != expected {
+                return Err(StoreError::Conflict {
+                    layer,
+                    id,
+                    expected,
+                    actual: before.version,
+                });
+            }
+            let before_json = before.to_geojson(&def).to_string();
+            match op {
+                Op::Update { properties, .. } => {
+                    let g = geoms[i].clone().ok_or_else(|| backend("missing geometry"))?;
+                    let mut sql = format!("UPDATE {} SET geom = ?, onemap_version = ?", q(&layer));
+                    for p in &def.properties {
+                        sql.push_str(&format!(", {} = ?", q(&p.name)));
+                    }
+                    sql.push_str(" WHERE fid = ?");
+                    let blob = wkb::to_gpkg(&g, SRS_WGS84);
+                    let mut query = sqlx::query(&sql).bind(blob).bind(expected + 1);
+                    for v in properties {
+                        query = bind_value(query, v);
+                    }
+                    query.bind(id).execute(&mut **tx).await?;
+                    st.grow(&layer, &g);
+                    let after = Feature {
+                        id,
+                        version: expected + 1,
+                        geometry: g,
+                        properties: properties.clone(),
+                    };
+                    let after_json = after.to_geojson(&def).to_string();
+                    Self::log(
+                        tx,
+                        st,
+                        cs,
+                        &layer,
+                        Some(id),
+                        "update",
+                        Some(expected + 1),
+                        Some(before_json),
+                        Some(after_json),
+                    )
+                    .await?;
+                    ids.push(id);
+                    versions.push(expected + 1);
+                }
+                Op::Delete { .. } => {
+                    sqlx::query(&format!("DELETE FROM {} WHERE fid = ?", q(&layer)))
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                    Self::log(
+                        tx,
+                        st,
+                        cs,
+                        &layer,
+                        Some(id),
+                        "delete",
+                        Some(expected + 1),
+                        Some(before_json),
+                        None,
+                    )
+                    .await?;
+                    ids.push(id);
+                    versions.push(expected + 1);
+                }
+                Op::Insert { .. } => unreachable!("inserts are handled above"),
+            }
+            i += 1;
+        }
+
+        // Keep gpkg_contents' extent and last_change current. The extent only
+        // grows (the spec allows an informative, not minimal, bbox).
+        for (layer, r) in &st.bbox {
+            sqlx::query(
+                "UPDATE gpkg_contents SET \
+                 min_x = min(coalesce(min_x, ?1), ?1), min_y = min(coalesce(min_y, ?2), ?2), \
+                 max_x = max(coalesce(max_x, ?3), ?3), max_y = max(coalesce(max_y, ?4), ?4), \
+                 last_change = ?5 WHERE table_name = ?6",
+            )
+            .bind(r.min().x)
+            .bind(r.min().y)
+            .bind(r.max().x)
+            .bind(r.max().y)
+            .bind(&st.time)
+            .bind(layer)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(Applied {
+            ids,
+            versions,
+            first_seq: st.txn.unwrap_or(st.last_seq),
+            last_seq: st.last_seq,
+        })
+    }
+}
+
+fn change_from_row(r: &SqliteRow) -> Result<Change> {
+    let parse = |s: Option<String>| -> Option<serde_json::Value> {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+    };
+    Ok(Change {
+        seq: r.try_get("seq")?,
+        txn: r.try_get("txn")?,
+        time: r.try_get("time")?,
+        author: r.try_get("author")?,
+        reason: r.try_get("reason")?,
+        layer: r.try_get("layer")?,
+        fid: r.try_get("fid")?,
+        op: r.try_get("op")?,
+        version: r.try_get("version")?,
+        before: parse(r.try_get("before")?),
+        after: parse(r.try_get("after")?),
+    })
+}
+
+#[async_trait]
+impl Store for GpkgStore {
+    fn describe(&self) -> String {
+        format!("gpkg:{}", self.path.display())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn layers(&self) -> Result<Vec<LayerDef>> {
+        Ok(self
+            .layers
+            .read()
+            .map_err(|_| backend("layer cache poisoned"))?
+            .clone())
+    }
+
+    async fn create_layer(&self, def: &LayerDef) -> Result<()> {
+        LayerDef::check_name(&def.name).map_err(|message| StoreError::Invalid { index: 0, message })?;
+        for p in &def.properties {
+            LayerDef::check_prop_name(&p.name)
+                .map_err(|message| StoreError::Invalid { index: 0, message })?;
+        }
+        let _w = self.writer.lock().await;
+        if self.layer(&def.name).is_ok() {
+            return Err(StoreError::LayerExists(def.name.clone()));
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ddl = format!(
+            "CREATE TABLE {} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {}, \
+             onemap_version INTEGER NOT NULL DEFAULT 1",
+            q(&def.name),
+            def.geometry.gpkg_name()
+        );
+        for p in &def.properties {
+            ddl.push_str(&format!(", {} {}", q(&p.name), p.ty.gpkg_name()));
+        }
+        ddl.push(')');
+        sqlx::query(&ddl).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) \
+             VALUES (?, 'features', ?, ?, ?)",
+        )
+        .bind(&def.name)
+        .bind(&def.name)
+        .bind(&def.title)
+        .bind(SRS_WGS84)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m) \
+             VALUES (?, 'geom', ?, ?, 0, 0)",
+        )
+        .bind(&def.name)
+        .bind(def.geometry.gpkg_name())
+        .bind(SRS_WGS84)
+        .execute(&mut *tx)
+        .await?;
+        let json = serde_json::to_string(def).map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO onemap_layers (name, pos, def) \
+             VALUES (?, (SELECT coalesce(max(pos), 0) + 1 FROM onemap_layers), ?)",
+        )
+        .bind(&def.name)
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.layers
+            .write()
+            .map_err(|_| backend("layer cache poisoned"))?
+            .push(def.clone());
+        Ok(())
+    }
+
+    async fn load_layer(&self, name: &str) -> Result<Vec<Feature>> {
+        let def = self.layer(name)?;
+        let sql = format!("{} ORDER BY fid", Self::select_sql(&def));
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            out.push(decode_feature(&def, &row)?);
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, cs: &ChangeSet) -> Result<Applied> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut st = TxState {
+            next_id: HashMap::new(),
+            bbox: HashMap::new(),
+            txn: None,
+            last_seq: 0,
+            time: format_utc(chrono::Utc::now()),
+        };
+        // Any error drops `tx`, which rolls back.
+        let applied = self.apply_ops(&mut tx, cs, &mut st).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows = sqlx::query("SELECT * FROM onemap_changes WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>> {
+        self.layer(layer)?;
+        let rows = sqlx::query(
+            "SELECT * FROM onemap_changes WHERE layer = ? AND fid = ? ORDER BY seq",
+        )
+        .bind(layer)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn last_seq(&self) -> Result<i64> {
+        let s: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM onemap_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(s.unwrap_or(0))
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM onemap_meta WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let _w = self.writer.lock().await;
+        sqlx::query("INSERT INTO onemap_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

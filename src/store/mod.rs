@@ -1,0 +1,229 @@
+//! Persistence: the `Store` trait and its implementations.
+//!
+//! A store holds layers (schema + features) and a change log. Every write is
+//! a [`ChangeSet`]: a list of operations applied atomically (all or nothing),
+//! each update or delete carrying the version the writer last saw (optimistic
+//! locking), and each appending to the change log, whose sequence numbers only
+//! grow. That log is what history, revert and (later) followers read.
+//!
+//! Callers hold an `Arc<dyn Store>` and never know which backend they talk
+//! to; the GeoPackage store is the embedded default, PostGIS comes next with
+//! the same contract (and the same contract tests).
+
+pub mod gpkg;
+pub mod wkb;
+
+use crate::model::{Feature, LayerDef, Value};
+use async_trait::async_trait;
+use geo::Geometry;
+use serde::Serialize;
+
+/// What can go wrong in a store, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown layer {0:?}")]
+    UnknownLayer(String),
+    #[error("layer {0:?} already exists")]
+    LayerExists(String),
+    #[error("{layer} feature {id} not found")]
+    NotFound { layer: String, id: i64 },
+    #[error(
+        "{layer} feature {id} was changed by someone else: expected version {expected}, found {actual}"
+    )]
+    Conflict {
+        layer: String,
+        id: i64,
+        expected: i64,
+        actual: i64,
+    },
+    #[error("operation {index}: {message}")]
+    Invalid { index: usize, message: String },
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One operation of a change set.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A new feature. With `id: None` the store allocates the next id (ids are
+    /// never reused, even after a delete).
+    Insert {
+        layer: String,
+        id: Option<i64>,
+        geometry: Geometry,
+        properties: Vec<Value>,
+    },
+    /// Replace a feature's geometry and properties; refused unless its
+    /// current version is `expected_version`.
+    Update {
+        layer: String,
+        id: i64,
+        expected_version: i64,
+        geometry: Geometry,
+        properties: Vec<Value>,
+    },
+    Delete {
+        layer: String,
+        id: i64,
+        expected_version: i64,
+    },
+}
+
+impl Op {
+    pub fn layer(&self) -> &str {
+        match self {
+            Op::Insert { layer, .. } | Op::Update { layer, .. } | Op::Delete { layer, .. } => layer,
+        }
+    }
+}
+
+/// How much a change set writes to the change log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogDetail {
+    /// One log row per operation with the feature before and after: the
+    /// normal case, and the one history and revert rely on.
+    PerFeature,
+    /// One log row per layer touched, recording the count and id range: for
+    /// bulk loads (demo, import of hundreds of thousands of rows), where a
+    /// copy of every feature in the log would double the store for nothing.
+    Summary,
+}
+
+/// An atomic unit of change, with who made it and why (全程留痕).
+#[derive(Clone, Debug)]
+pub struct ChangeSet {
+    pub author: String,
+    pub reason: String,
+    pub ops: Vec<Op>,
+    pub detail: LogDetail,
+}
+
+impl ChangeSet {
+    pub fn new(author: &str, reason: &str) -> ChangeSet {
+        ChangeSet {
+            author: author.to_string(),
+            reason: reason.to_string(),
+            ops: Vec::new(),
+            detail: LogDetail::PerFeature,
+        }
+    }
+}
+
+/// What an accepted change set did: the id and new version of each operation
+/// (in order), and the range of change-log sequence numbers it wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub ids: Vec<i64>,
+    pub versions: Vec<i64>,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// One row of the change log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub seq: i64,
+    /// The first seq of the change set this row belongs to.
+    pub txn: i64,
+    pub time: String,
+    pub author: String,
+    pub reason: String,
+    pub layer: String,
+    pub fid: Option<i64>,
+    /// insert, update, delete, or bulk_insert (a summary row).
+    pub op: String,
+    pub version: Option<i64>,
+    /// GeoJSON Feature text of the feature before (update, delete).
+    pub before: Option<serde_json::Value>,
+    /// GeoJSON Feature text after (insert, update), or the summary.
+    pub after: Option<serde_json::Value>,
+}
+
+/// The persistence contract. See the module docs.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A short description for logs (`gpkg:data/onemap.gpkg`).
+    fn describe(&self) -> String;
+
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Every layer's definition, in creation order.
+    async fn layers(&self) -> Result<Vec<LayerDef>>;
+
+    /// Creates an empty layer. Fails if it exists.
+    async fn create_layer(&self, def: &LayerDef) -> Result<()>;
+
+    /// Every feature of a layer, by id.
+    async fn load_layer(&self, name: &str) -> Result<Vec<Feature>>;
+
+    /// Applies a change set atomically; on any error nothing is changed.
+    async fn apply(&self, cs: &ChangeSet) -> Result<Applied>;
+
+    /// Change-log rows with `seq > after`, oldest first, at most `limit`.
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<Change>>;
+
+    /// Every change-log row of one feature, oldest first.
+    async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>>;
+
+    /// The newest change-log sequence number (0 when empty).
+    async fn last_seq(&self) -> Result<i64>;
+
+    /// A value from the store's key/value metadata (seed, scale, datum …).
+    async fn meta(&self, key: &str) -> Result<Option<String>>;
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Checks an operation's properties against the schema: one value per
+/// property, each of the declared type (or NULL).
+pub fn check_properties(def: &LayerDef, props: &[Value]) -> Result<(), String> {
+    use crate::model::PropType;
+    if props.len() != def.properties.len() {
+        return Err(format!(
+            "{} properties given, layer {} has {}",
+            props.len(),
+            def.name,
+            def.properties.len()
+        ));
+    }
+    for (d, v) in def.properties.iter().zip(props) {
+        let ok = match (d.ty, v) {
+            (_, Value::Null) => true,
+            (PropType::Bool, Value::Bool(_)) => true,
+            (PropType::Int, Value::Int(_)) => true,
+            (PropType::Float, Value::Float(_) | Value::Int(_)) => true,
+            (PropType::Text | PropType::DateTime | PropType::Date, Value::Text(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "property {} must be {}, got {:?}",
+                d.name,
+                d.ty.name(),
+                v
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens a store from a location: a `.gpkg` path (created if absent).
+/// PostgreSQL URLs come with the PostGIS backend.
+pub async fn open(location: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        anyhow::bail!(
+            "PostGIS stores are not available in this build yet; use a GeoPackage path (.gpkg)"
+        );
+    }
+    let s = gpkg::GpkgStore::open(std::path::Path::new(location)).await?;
+    Ok(std::sync::Arc::new(s))
+}
