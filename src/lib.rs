@@ -1,5 +1,9 @@
 //! onemap (一张图): a GIS server and web map for grassroots-governance
 //! command centres. See ARCHITECTURE.md for the map of the code.
 
+pub mod api;
+pub mod demo;
+pub mod import;
+pub mod index;
 pub mod model;
 pub mod store;

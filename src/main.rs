@@ -1,1 +1,173 @@
-fn main() {}
+//! The `onemap` command line. See README.md for the reference.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "onemap",
+    version,
+    about = "一张图 onemap: a GIS server for grassroots-governance command centres"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the store: tiles, API and the web app.
+    Serve {
+        /// The GeoPackage file to serve.
+        #[arg(long, default_value = "data/onemap.gpkg", env = "ONEMAP_STORE")]
+        store: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "ONEMAP_BIND")]
+        bind: String,
+        /// Directory of the web app.
+        #[arg(long, default_value = "web", env = "ONEMAP_WEB")]
+        web: PathBuf,
+        /// Largest accepted request body, bytes.
+        #[arg(long, default_value_t = onemap::api::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+    },
+    /// Import a GeoJSON or CSV file into a new or an existing layer.
+    Import {
+        #[arg(long, default_value = "data/onemap.gpkg")]
+        store: PathBuf,
+        /// The layer to import into (created when absent).
+        #[arg(long)]
+        layer: String,
+        /// The CRS of the file's coordinates: wgs84, cgcs2000, gcj02 or bd09.
+        #[arg(long, default_value = "wgs84")]
+        crs: String,
+        /// Who is importing (recorded in the change log).
+        #[arg(long, default_value = "onemap import")]
+        author: String,
+        /// The .geojson/.json or .csv file.
+        file: PathBuf,
+    },
+    /// Generate the fictional demo district (示范区) into a new store.
+    Demo {
+        /// The GeoPackage file to create.
+        #[arg(long, default_value = "data/onemap.gpkg")]
+        store: PathBuf,
+        /// district (about 1,100 grids, 100,000 addresses) or city (57,000
+        /// micro-grids, 4,000,000 addresses); small is one street, for tests.
+        #[arg(long, default_value = "district")]
+        scale: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "onemap=info,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            store,
+            bind,
+            web,
+            body_limit,
+        } => {
+            if !store.exists() {
+                anyhow::bail!(
+                    "{} does not exist: create it with `onemap demo --store {}` or import data",
+                    store.display(),
+                    store.display()
+                );
+            }
+            let s = onemap::store::open(&store.to_string_lossy()).await?;
+            let state = onemap::api::load_state(s, web).await?;
+            let config = onemap::api::Config { body_limit };
+            let running = onemap::api::start(state, &config, &bind).await?;
+            tracing::info!("serving on http://{}", running.addr);
+            running.handle.await??;
+            Ok(())
+        }
+        Command::Import {
+            store,
+            layer,
+            crs,
+            author,
+            file,
+        } => {
+            let crs = onemap::import::Crs::parse(&crs).map_err(anyhow::Error::msg)?;
+            let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
+            let res = onemap::import::import_file(&s, &layer, crs, &file, &author).await;
+            s.close().await;
+            let r = res?;
+            eprintln!(
+                "imported {} feature(s) into {}layer {} (ids {}–{})",
+                r.count,
+                if r.created { "new " } else { "" },
+                r.layer,
+                r.first_id.unwrap_or(0),
+                r.last_id.unwrap_or(0)
+            );
+            Ok(())
+        }
+        Command::Demo {
+            store,
+            scale,
+            seed,
+            force,
+        } => {
+            let sc = onemap::demo::Scale::parse(&scale).ok_or_else(|| {
+                anyhow::anyhow!("unknown scale {scale:?}: use district, city or small")
+            })?;
+            if store.exists() {
+                if !force {
+                    anyhow::bail!("{} exists; pass --force to replace it", store.display());
+                }
+                for ext in ["", "-wal", "-shm"] {
+                    let p = PathBuf::from(format!("{}{ext}", store.display()));
+                    if p.exists() {
+                        std::fs::remove_file(&p)?;
+                    }
+                }
+            }
+            let t0 = std::time::Instant::now();
+            let g = onemap::demo::generate(&sc, seed)?;
+            let counts: Vec<String> = g
+                .layers
+                .iter()
+                .map(|l| format!("{} {}", l.def.name, l.features.len()))
+                .collect();
+            eprintln!(
+                "generated in {:.1}s: {}",
+                t0.elapsed().as_secs_f64(),
+                counts.join(", ")
+            );
+            let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
+            onemap::demo::write(&s, g).await?;
+            s.close().await;
+            eprintln!(
+                "wrote {} in {:.1}s",
+                store.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}

@@ -150,8 +150,10 @@ pub fn layer(name: &str) -> Option<LayerDef> {
 
 /// Every built-in layer definition.
 pub fn all() -> Vec<LayerDef> {
-    [GRIDS, ADDRESSES, CAMERAS, RISKS, BUILDINGS, EVENTS, ROADS, WATER]
-        .iter()
-        .filter_map(|n| layer(n))
-        .collect()
+    [
+        GRIDS, ADDRESSES, CAMERAS, RISKS, BUILDINGS, EVENTS, ROADS, WATER,
+    ]
+    .iter()
+    .filter_map(|n| layer(n))
+    .collect()
 }

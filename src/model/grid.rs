@@ -104,8 +104,7 @@ pub struct GridCode(String);
 impl GridCode {
     /// Parses a code: ASCII digits only, of one of the five lengths.
     pub fn parse(s: &str) -> Result<GridCode, String> {
-        if !s.bytes().all(|b| b.is_ascii_digit()) || GridLevel::from_code_len(s.len()).is_none()
-        {
+        if !s.bytes().all(|b| b.is_ascii_digit()) || GridLevel::from_code_len(s.len()).is_none() {
             return Err(format!(
                 "{s:?} is not a grid code: expected 6, 9, 12, 16 or 19 digits \
                  (district, street, community, grid, micro-grid)"
@@ -173,10 +172,7 @@ mod tests {
         let m = GridCode::parse("9901020030140007002").unwrap();
         assert_eq!(m.level(), GridLevel::Micro);
         assert_eq!(m.parent().unwrap().as_str(), "9901020030140007");
-        assert_eq!(
-            m.ancestor(GridLevel::Street).unwrap().as_str(),
-            "990102003"
-        );
+        assert_eq!(m.ancestor(GridLevel::Street).unwrap().as_str(), "990102003");
         assert_eq!(GridCode::parse("990102").unwrap().parent(), None);
         assert!(GridCode::parse("99010").is_err());
         assert!(GridCode::parse("99010200a").is_err());

@@ -167,22 +167,22 @@ impl LayerDef {
         }
     }
 
-    /// Checks a property name the same way (it becomes a column).
+    /// Checks a property name (it becomes a column): letters (any script, so
+    /// `名称` is fine), digits and `_`, not starting with a digit, at most 63
+    /// characters; `fid`, `geom` and `onemap_version` are ours.
     pub fn check_prop_name(name: &str) -> Result<(), String> {
         let reserved = ["fid", "geom", "onemap_version"];
         let ok = !name.is_empty()
-            && name.len() <= 63
-            && (name.as_bytes()[0].is_ascii_alphabetic() || name.as_bytes()[0] == b'_')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && !reserved.contains(&name.to_ascii_lowercase().as_str());
+            && name.chars().count() <= 63
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !reserved.contains(&name.to_lowercase().as_str());
         if ok {
             Ok(())
         } else {
             Err(format!(
-                "invalid property name {name:?}: use ASCII letters, digits and '_' \
-                 (fid, geom and onemap_version are reserved)"
+                "invalid property name {name:?}: use letters, digits and '_', not starting \
+                 with a digit (fid, geom and onemap_version are reserved)"
             ))
         }
     }

@@ -193,7 +193,11 @@ pub fn normalize_datetime(s: &str) -> Result<String, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(format_utc(t.with_timezone(&Utc)));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             let utc = t - chrono::Duration::hours(8);
             return Ok(format_utc(utc.and_utc()));
@@ -227,8 +231,14 @@ mod tests {
 
     #[test]
     fn json_conversion_is_strict_where_it_matters() {
-        assert_eq!(Value::from_json(&json!(3), PropType::Int), Ok(Value::Int(3)));
-        assert_eq!(Value::from_json(&json!(3.0), PropType::Int), Ok(Value::Int(3)));
+        assert_eq!(
+            Value::from_json(&json!(3), PropType::Int),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            Value::from_json(&json!(3.0), PropType::Int),
+            Ok(Value::Int(3))
+        );
         assert!(Value::from_json(&json!(3.5), PropType::Int).is_err());
         assert!(Value::from_json(&json!("3"), PropType::Int).is_err());
         assert_eq!(
@@ -236,7 +246,10 @@ mod tests {
             Ok(Value::text("7"))
         );
         assert!(Value::from_json(&json!({"a": 1}), PropType::Text).is_err());
-        assert_eq!(Value::from_json(&json!(null), PropType::Int), Ok(Value::Null));
+        assert_eq!(
+            Value::from_json(&json!(null), PropType::Int),
+            Ok(Value::Null)
+        );
     }
 
     #[test]
@@ -255,7 +268,10 @@ mod tests {
     #[test]
     fn text_cells() {
         assert_eq!(Value::from_text("", PropType::Int), Ok(Value::Null));
-        assert_eq!(Value::from_text("是", PropType::Bool), Ok(Value::Bool(true)));
+        assert_eq!(
+            Value::from_text("是", PropType::Bool),
+            Ok(Value::Bool(true))
+        );
         assert!(Value::from_text("abc", PropType::Float).is_err());
         assert!(Value::from_text("NaN", PropType::Float).is_err());
     }

@@ -1,4 +1,4 @@
-//! The embedded store: a GeoPackage 1.4 file, through sqlx's SQLite driver.
+//! The embedded store: a GeoPackage 1.3 file, through sqlx's SQLite driver.
 //!
 //! The file is a standard GeoPackage that GDAL and QGIS open as it is: one
 //! feature table per layer (`fid` primary key, a `geom` column of GPKG
@@ -32,8 +32,8 @@ use std::sync::RwLock;
 
 /// `PRAGMA application_id` of a GeoPackage: the ASCII bytes "GPKG".
 const GPKG_APPLICATION_ID: i64 = 0x4750_4B47;
-/// `PRAGMA user_version` for GeoPackage 1.4.0.
-const GPKG_USER_VERSION: i64 = 10400;
+/// `PRAGMA user_version` for GeoPackage 1.3.0 (GDAL 3.6, on Debian, warns on 1.4).
+const GPKG_USER_VERSION: i64 = 10300;
 pub const SRS_WGS84: i32 = 4326;
 
 const WGS84_WKT: &str = r#"GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]"#;
@@ -260,14 +260,18 @@ fn decode_feature(def: &LayerDef, row: &SqliteRow) -> Result<Feature> {
     let version: i64 = row.try_get(1)?;
     let blob: Option<Vec<u8>> = row.try_get(2)?;
     let geometry = match blob {
-        Some(b) => wkb::from_gpkg(&b)
-            .map_err(|e| backend(format!("{} feature {id}: {e}", def.name)))?,
+        Some(b) => {
+            wkb::from_gpkg(&b).map_err(|e| backend(format!("{} feature {id}: {e}", def.name)))?
+        }
         None => Geometry::GeometryCollection(Default::default()),
     };
     let mut properties = Vec::with_capacity(def.properties.len());
     for (i, p) in def.properties.iter().enumerate() {
         properties.push(decode_value(row, i + 3, p.ty).map_err(|e| {
-            backend(format!("{} feature {id} property {}: {e}", def.name, p.name))
+            backend(format!(
+                "{} feature {id} property {}: {e}",
+                def.name, p.name
+            ))
         })?);
     }
     Ok(Feature {
@@ -375,7 +379,10 @@ impl GpkgStore {
             let next = max.unwrap_or(0).max(seq.unwrap_or(0)) + 1;
             st.next_id.insert(layer.to_string(), next);
         }
-        let next = st.next_id.get_mut(layer).ok_or_else(|| backend("id cache"))?;
+        let next = st
+            .next_id
+            .get_mut(layer)
+            .ok_or_else(|| backend("id cache"))?;
         let id = explicit.unwrap_or(*next);
         *next = (*next).max(id + 1);
         Ok(id)
@@ -458,12 +465,80 @@ impl GpkgStore {
         Ok(())
     }
 
+    /// Creates a layer's table and registers it, inside `tx`.
+    async fn create_layer_tx(tx: &mut Transaction<'_, Sqlite>, def: &LayerDef) -> Result<()> {
+        let invalid = |message: String| StoreError::Invalid { index: 0, message };
+        LayerDef::check_name(&def.name).map_err(invalid)?;
+        for p in &def.properties {
+            LayerDef::check_prop_name(&p.name).map_err(invalid)?;
+        }
+        let mut ddl = format!(
+            "CREATE TABLE {} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {}, \
+             onemap_version INTEGER NOT NULL DEFAULT 1",
+            q(&def.name),
+            def.geometry.gpkg_name()
+        );
+        for p in &def.properties {
+            ddl.push_str(&format!(", {} {}", q(&p.name), p.ty.gpkg_name()));
+        }
+        ddl.push(')');
+        sqlx::query(&ddl).execute(&mut **tx).await?;
+        sqlx::query(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) \
+             VALUES (?, 'features', ?, ?, ?)",
+        )
+        .bind(&def.name)
+        .bind(&def.name)
+        .bind(&def.title)
+        .bind(SRS_WGS84)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m) \
+             VALUES (?, 'geom', ?, ?, 0, 0)",
+        )
+        .bind(&def.name)
+        .bind(def.geometry.gpkg_name())
+        .bind(SRS_WGS84)
+        .execute(&mut **tx)
+        .await?;
+        let json = serde_json::to_string(def).map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO onemap_layers (name, pos, def) \
+             VALUES (?, (SELECT coalesce(max(pos), 0) + 1 FROM onemap_layers), ?)",
+        )
+        .bind(&def.name)
+        .bind(json)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     async fn apply_ops(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         cs: &ChangeSet,
         st: &mut TxState,
     ) -> Result<Applied> {
+        for def in &cs.create {
+            if self.layer(&def.name).is_ok() {
+                return Err(StoreError::LayerExists(def.name.clone()));
+            }
+            Self::create_layer_tx(tx, def).await?;
+            let json = serde_json::to_string(def).map_err(backend)?;
+            Self::log(
+                tx,
+                st,
+                cs,
+                &def.name,
+                None,
+                "create_layer",
+                None,
+                None,
+                Some(json),
+            )
+            .await?;
+        }
         let mut defs: HashMap<String, LayerDef> = HashMap::new();
         let mut ids = Vec::with_capacity(cs.ops.len());
         let mut versions = Vec::with_capacity(cs.ops.len());
@@ -474,7 +549,11 @@ impl GpkgStore {
             let invalid = |message: String| StoreError::Invalid { index, message };
             let layer = op.layer();
             if !defs.contains_key(layer) {
-                defs.insert(layer.to_string(), self.layer(layer)?);
+                let def = match cs.create.iter().find(|d| d.name == layer) {
+                    Some(d) => d.clone(),
+                    None => self.layer(layer)?,
+                };
+                defs.insert(layer.to_string(), def);
             }
             let def = &defs[layer];
             match op {
@@ -539,7 +618,9 @@ impl GpkgStore {
                             message: format!("{layer} feature {fid} appears twice"),
                         });
                     }
-                    let g = geoms[j].as_ref().ok_or_else(|| backend("missing geometry"))?;
+                    let g = geoms[j]
+                        .as_ref()
+                        .ok_or_else(|| backend("missing geometry"))?;
                     st.grow(layer, g);
                     rows.push((fid, wkb::to_gpkg(g, SRS_WGS84), properties.as_slice()));
                     ids.push(fid);
@@ -553,12 +634,24 @@ impl GpkgStore {
                             let f = Feature {
                                 id: *fid,
                                 version: 1,
-                                geometry: geoms[i + k].clone().unwrap_or(Geometry::GeometryCollection(Default::default())),
+                                geometry: geoms[i + k]
+                                    .clone()
+                                    .unwrap_or(Geometry::GeometryCollection(Default::default())),
                                 properties: props.to_vec(),
                             };
                             let after = f.to_geojson(&def).to_string();
-                            Self::log(tx, st, cs, layer, Some(*fid), "insert", Some(1), None, Some(after))
-                                .await?;
+                            Self::log(
+                                tx,
+                                st,
+                                cs,
+                                layer,
+                                Some(*fid),
+                                "insert",
+                                Some(1),
+                                None,
+                                Some(after),
+                            )
+                            .await?;
                         }
                     }
                     LogDetail::Summary => {
@@ -568,8 +661,18 @@ impl GpkgStore {
                             "count": rows.len(), "first_fid": first, "last_fid": last,
                         })
                         .to_string();
-                        Self::log(tx, st, cs, layer, None, "bulk_insert", None, None, Some(summary))
-                            .await?;
+                        Self::log(
+                            tx,
+                            st,
+                            cs,
+                            layer,
+                            None,
+                            "bulk_insert",
+                            None,
+                            None,
+                            Some(summary),
+                        )
+                        .await?;
                     }
                 }
                 i = j;
@@ -592,12 +695,13 @@ impl GpkgStore {
                 } => (*id, *expected_version),
                 Op::Insert { .. } => unreachable!("inserts are handled above"),
             };
-            let before = Self::current(tx, &def, id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    layer: layer.clone(),
-                    id,
-                })?;
+            let before =
+                Self::current(tx, &def, id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        layer: layer.clone(),
+                        id,
+                    })?;
             if before.version != expected {
                 return Err(StoreError::Conflict {
                     layer,
@@ -609,7 +713,9 @@ impl GpkgStore {
             let before_json = before.to_geojson(&def).to_string();
             match op {
                 Op::Update { properties, .. } => {
-                    let g = geoms[i].clone().ok_or_else(|| backend("missing geometry"))?;
+                    let g = geoms[i]
+                        .clone()
+                        .ok_or_else(|| backend("missing geometry"))?;
                     let mut sql = format!("UPDATE {} SET geom = ?, onemap_version = ?", q(&layer));
                     for p in &def.properties {
                         sql.push_str(&format!(", {} = ?", q(&p.name)));
@@ -735,61 +841,9 @@ impl Store for GpkgStore {
     }
 
     async fn create_layer(&self, def: &LayerDef) -> Result<()> {
-        LayerDef::check_name(&def.name).map_err(|message| StoreError::Invalid { index: 0, message })?;
-        for p in &def.properties {
-            LayerDef::check_prop_name(&p.name)
-                .map_err(|message| StoreError::Invalid { index: 0, message })?;
-        }
-        let _w = self.writer.lock().await;
-        if self.layer(&def.name).is_ok() {
-            return Err(StoreError::LayerExists(def.name.clone()));
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut ddl = format!(
-            "CREATE TABLE {} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {}, \
-             onemap_version INTEGER NOT NULL DEFAULT 1",
-            q(&def.name),
-            def.geometry.gpkg_name()
-        );
-        for p in &def.properties {
-            ddl.push_str(&format!(", {} {}", q(&p.name), p.ty.gpkg_name()));
-        }
-        ddl.push(')');
-        sqlx::query(&ddl).execute(&mut *tx).await?;
-        sqlx::query(
-            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) \
-             VALUES (?, 'features', ?, ?, ?)",
-        )
-        .bind(&def.name)
-        .bind(&def.name)
-        .bind(&def.title)
-        .bind(SRS_WGS84)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO gpkg_geometry_columns (table_name, column_name, geometry_type_name, srs_id, z, m) \
-             VALUES (?, 'geom', ?, ?, 0, 0)",
-        )
-        .bind(&def.name)
-        .bind(def.geometry.gpkg_name())
-        .bind(SRS_WGS84)
-        .execute(&mut *tx)
-        .await?;
-        let json = serde_json::to_string(def).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO onemap_layers (name, pos, def) \
-             VALUES (?, (SELECT coalesce(max(pos), 0) + 1 FROM onemap_layers), ?)",
-        )
-        .bind(&def.name)
-        .bind(json)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.layers
-            .write()
-            .map_err(|_| backend("layer cache poisoned"))?
-            .push(def.clone());
-        Ok(())
+        let mut cs = ChangeSet::new("onemap", "create layer");
+        cs.create.push(def.clone());
+        self.apply(&cs).await.map(|_| ())
     }
 
     async fn load_layer(&self, name: &str) -> Result<Vec<Feature>> {
@@ -816,6 +870,12 @@ impl Store for GpkgStore {
         // Any error drops `tx`, which rolls back.
         let applied = self.apply_ops(&mut tx, cs, &mut st).await?;
         tx.commit().await?;
+        if !cs.create.is_empty() {
+            self.layers
+                .write()
+                .map_err(|_| backend("layer cache poisoned"))?
+                .extend(cs.create.iter().cloned());
+        }
         Ok(applied)
     }
 
@@ -830,13 +890,12 @@ impl Store for GpkgStore {
 
     async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>> {
         self.layer(layer)?;
-        let rows = sqlx::query(
-            "SELECT * FROM onemap_changes WHERE layer = ? AND fid = ? ORDER BY seq",
-        )
-        .bind(layer)
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM onemap_changes WHERE layer = ? AND fid = ? ORDER BY seq")
+                .bind(layer)
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(change_from_row).collect()
     }
 

@@ -102,6 +102,9 @@ pub enum LogDetail {
 pub struct ChangeSet {
     pub author: String,
     pub reason: String,
+    /// Layers to create first, in the same transaction (an import into a new
+    /// layer leaves nothing behind when one of its features is refused).
+    pub create: Vec<LayerDef>,
     pub ops: Vec<Op>,
     pub detail: LogDetail,
 }
@@ -111,6 +114,7 @@ impl ChangeSet {
         ChangeSet {
             author: author.to_string(),
             reason: reason.to_string(),
+            create: Vec::new(),
             ops: Vec::new(),
             detail: LogDetail::PerFeature,
         }
@@ -196,14 +200,17 @@ pub fn check_properties(def: &LayerDef, props: &[Value]) -> Result<(), String> {
         ));
     }
     for (d, v) in def.properties.iter().zip(props) {
-        let ok = match (d.ty, v) {
-            (_, Value::Null) => true,
-            (PropType::Bool, Value::Bool(_)) => true,
-            (PropType::Int, Value::Int(_)) => true,
-            (PropType::Float, Value::Float(_) | Value::Int(_)) => true,
-            (PropType::Text | PropType::DateTime | PropType::Date, Value::Text(_)) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (d.ty, v),
+            (_, Value::Null)
+                | (PropType::Bool, Value::Bool(_))
+                | (PropType::Int, Value::Int(_))
+                | (PropType::Float, Value::Float(_) | Value::Int(_))
+                | (
+                    PropType::Text | PropType::DateTime | PropType::Date,
+                    Value::Text(_)
+                )
+        );
         if !ok {
             return Err(format!(
                 "property {} must be {}, got {:?}",

@@ -331,7 +331,9 @@ mod tests {
     #[test]
     fn roundtrips() {
         roundtrip(Geometry::Point(point!(x: 116.4, y: 39.9)));
-        roundtrip(Geometry::LineString(line_string![(x: 0., y: 0.), (x: 1., y: 2.)]));
+        roundtrip(Geometry::LineString(
+            line_string![(x: 0., y: 0.), (x: 1., y: 2.)],
+        ));
         let p = polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 0.)];
         roundtrip(Geometry::Polygon(p.clone()));
         roundtrip(Geometry::MultiPolygon(MultiPolygon(vec![p.clone(), p])));
@@ -356,10 +358,7 @@ mod tests {
         for v in [1.0f64, 2.0, 3.0] {
             b.extend_from_slice(&v.to_be_bytes());
         }
-        assert_eq!(
-            from_wkb(&b).unwrap(),
-            Geometry::Point(point!(x: 1., y: 2.))
-        );
+        assert_eq!(from_wkb(&b).unwrap(), Geometry::Point(point!(x: 1., y: 2.)));
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! Request handlers for the foundation endpoints.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::index::{Catalog, GridStats, LayerIndex, NO_GRID};
+use crate::model::{GridCode, GridLevel};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use geo::{BoundingRect, Point};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use std::sync::Arc;
+
+type S = State<Arc<AppState>>;
+
+pub async fn healthz(State(st): S) -> Result<Json<J>, ApiError> {
+    st.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("store unreachable: {e}")))?;
+    let c = st.catalog();
+    Ok(Json(json!({
+        "status": "ok",
+        "store": st.store.describe(),
+        "layers": c.layers.len(),
+        "seq": c.seq,
+    })))
+}
+
+fn layer_json(l: &LayerIndex) -> J {
+    json!({
+        "name": l.def.name,
+        "title": l.def.title,
+        "geometry": l.def.geometry.label(),
+        "geometry_type": l.def.geometry.gpkg_name(),
+        "count": l.features.len(),
+        "bbox": l.bbox.map(|r| json!([r.min().x, r.min().y, r.max().x, r.max().y])),
+        "minzoom": l.def.minzoom,
+        "maxzoom": l.def.maxzoom,
+        "declared_crs": l.def.declared_crs,
+        "properties": l.def.properties.iter().map(|p| json!({"name": p.name, "type": p.ty.name()})).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn layers(State(st): S) -> Json<J> {
+    let c = st.catalog();
+    Json(J::Array(c.layers.iter().map(layer_json).collect()))
+}
+
+pub async fn layer(State(st): S, Path(name): Path<String>) -> Result<Json<J>, ApiError> {
+    let c = st.catalog();
+    let l = c
+        .layer(&name)
+        .ok_or_else(|| ApiError::not_found(format!("unknown layer {name:?}")))?;
+    Ok(Json(layer_json(l)))
+}
+
+pub async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint; see README.md for the list")
+}
+
+fn stats_json(s: &GridStats) -> J {
+    json!({
+        "households": s.households,
+        "addresses": s.addresses,
+        "cameras": s.cameras,
+        "cameras_online": s.cameras_online,
+        "risks": s.risks,
+        "risks_by_level": {"red": s.risks_by_level[0], "orange": s.risks_by_level[1], "yellow": s.risks_by_level[2], "blue": s.risks_by_level[3]},
+        "buildings": s.buildings,
+        "events": s.events,
+        "events_open": s.events_open,
+        "events_overdue": s.events_overdue,
+    })
+}
+
+/// A short description of a grid node.
+fn node_brief(c: &Catalog, n: u32) -> J {
+    let node = &c.grids.nodes[n as usize];
+    json!({
+        "code": node.code,
+        "name": node.name,
+        "level": node.level,
+        "kind": if node.dedicated { "dedicated" } else { "comprehensive" },
+        "households": c.stats[n as usize].households,
+    })
+}
+
+fn parse_code(code: &str) -> Result<GridCode, ApiError> {
+    GridCode::parse(code).map_err(ApiError::bad_request)
+}
+
+pub async fn grid(State(st): S, Path(code): Path<String>) -> Result<Json<J>, ApiError> {
+    let code = parse_code(&code)?;
+    let c = st.catalog();
+    let (n, node) = c
+        .grids
+        .get(code.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no grid with code {code}")))?;
+    let grids = c
+        .layer(crate::model::builtin::GRIDS)
+        .ok_or_else(|| ApiError::internal("grids layer missing"))?;
+    let f = &grids.features[node.feature as usize];
+    let prop = |k: &str| f.get(&grids.def, k).map(|v| v.to_json()).unwrap_or(J::Null);
+    let path: Vec<J> = c
+        .grids
+        .path(n)
+        .into_iter()
+        .map(|a| node_brief(&c, a))
+        .collect();
+    let children: Vec<J> = node.children.iter().map(|&ch| node_brief(&c, ch)).collect();
+    Ok(Json(json!({
+        "id": f.id,
+        "version": f.version,
+        "code": node.code,
+        "name": node.name,
+        "level": node.level,
+        "level_zh": node.level.name_zh(),
+        "kind": prop("kind"),
+        "parent": prop("parent"),
+        "staff": prop("staff"),
+        "phone": prop("phone"),
+        "population": prop("population"),
+        "households": c.stats[n as usize].households,
+        "bbox": node.geometry.bounding_rect().map(|r| json!([r.min().x, r.min().y, r.max().x, r.max().y])),
+        "path": path,
+        "children": children,
+        "counts": stats_json(&c.stats[n as usize]),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct GridsQuery {
+    level: Option<String>,
+    parent: Option<String>,
+}
+
+/// `GET /api/grids?level=street[&parent=code]`: the grids of one level (or
+/// the children of `parent`), with their aggregates.
+pub async fn grids_list(
+    State(st): S,
+    q: Result<Query<GridsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let c = st.catalog();
+    let level = match q.level.as_deref() {
+        None => None,
+        Some(l) => Some(GridLevel::parse(l).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown level {l:?}: use district, street, community, grid or micro"
+            ))
+        })?),
+    };
+    let nodes: Vec<u32> = match q.parent.as_deref() {
+        Some(p) => {
+            let code = parse_code(p)?;
+            let (_, node) = c
+                .grids
+                .get(code.as_str())
+                .ok_or_else(|| ApiError::not_found(format!("no grid with code {code}")))?;
+            node.children.clone()
+        }
+        None => {
+            let level = level.unwrap_or(GridLevel::District);
+            (0..c.grids.nodes.len() as u32)
+                .filter(|&n| c.grids.nodes[n as usize].level == level)
+                .collect()
+        }
+    };
+    let items: Vec<J> = nodes
+        .into_iter()
+        .filter(|&n| level.is_none_or(|l| c.grids.nodes[n as usize].level == l))
+        .map(|n| {
+            let mut b = node_brief(&c, n);
+            b["counts"] = stats_json(&c.stats[n as usize]);
+            b
+        })
+        .collect();
+    Ok(Json(json!({ "count": items.len(), "grids": items })))
+}
+
+/// The grids holding one point, every level, plus dedicated grids.
+fn locate_json(c: &Catalog, lon: f64, lat: f64) -> J {
+    let p = Point::new(lon, lat);
+    let deepest = c.grids.locate(p);
+    let mut levels = serde_json::Map::new();
+    if deepest != NO_GRID {
+        for n in c.grids.path(deepest) {
+            let node = &c.grids.nodes[n as usize];
+            levels.insert(
+                node.level.name().to_string(),
+                json!({"code": node.code, "name": node.name}),
+            );
+        }
+    }
+    let dedicated: Vec<J> = c
+        .grids
+        .dedicated_at(p)
+        .into_iter()
+        .map(|n| {
+            let node = &c.grids.nodes[n as usize];
+            json!({"code": node.code, "name": node.name})
+        })
+        .collect();
+    json!({
+        "lon": lon,
+        "lat": lat,
+        "grid": (deepest != NO_GRID).then(|| c.grids.nodes[deepest as usize].code.to_string()),
+        "levels": levels,
+        "dedicated": dedicated,
+    })
+}
+
+fn check_lonlat(lon: f64, lat: f64) -> Result<(), ApiError> {
+    if !(lon.is_finite()
+        && lat.is_finite()
+        && (-180.0..=180.0).contains(&lon)
+        && (-90.0..=90.0).contains(&lat))
+    {
+        return Err(ApiError::bad_request(format!(
+            "coordinates out of range: lon {lon}, lat {lat} (WGS84 degrees expected)"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct LocateQuery {
+    lon: f64,
+    lat: f64,
+}
+
+/// `GET /api/locate?lon=&lat=`: which grid (at every level) holds a point.
+pub async fn locate_one(
+    State(st): S,
+    q: Result<Query<LocateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_lonlat(q.lon, q.lat)?;
+    Ok(Json(locate_json(&st.catalog(), q.lon, q.lat)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocateBody {
+    points: Vec<[f64; 2]>,
+}
+
+/// Points per `POST /api/locate`.
+pub const LOCATE_MAX_POINTS: usize = 10_000;
+
+/// `POST /api/locate {"points": [[lon, lat], …]}`: the same for many points.
+pub async fn locate_many(
+    State(st): S,
+    body: Result<Json<LocateBody>, JsonRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Json(body) = body?;
+    if body.points.len() > LOCATE_MAX_POINTS {
+        return Err(ApiError::bad_request(format!(
+            "{} points given; at most {LOCATE_MAX_POINTS} per request",
+            body.points.len()
+        )));
+    }
+    for (i, p) in body.points.iter().enumerate() {
+        check_lonlat(p[0], p[1])
+            .map_err(|e| ApiError::bad_request(format!("point {i}: {}", e.detail)))?;
+    }
+    let c = st.catalog();
+    let out: Vec<J> = body
+        .points
+        .iter()
+        .map(|p| locate_json(&c, p[0], p[1]))
+        .collect();
+    Ok(Json(json!({ "results": out })))
+}

@@ -1,0 +1,188 @@
+//! HTTP: the axum router, shared state, and server start/stop.
+//!
+//! Handlers are thin: they parse and validate input, read the catalog, and
+//! shape JSON. Cross-cutting concerns are tower layers: tracing, gzip,
+//! body-size limit, panic → 500, and problem JSON for every error.
+
+pub mod error;
+mod handlers;
+
+use crate::index::Catalog;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use tower_http::services::ServeDir;
+
+/// Largest request body accepted (bytes).
+pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// The current catalog. Replaced whole (never mutated in place), so a
+    /// request holds one consistent snapshot for as long as it needs.
+    catalog: RwLock<Arc<Catalog>>,
+    pub web_dir: PathBuf,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, catalog: Catalog, web_dir: PathBuf) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            catalog: RwLock::new(Arc::new(catalog)),
+            web_dir,
+        })
+    }
+
+    /// A snapshot of the catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the catalog.
+    pub fn set_catalog(&self, c: Catalog) {
+        match self.catalog.write() {
+            Ok(mut g) => *g = Arc::new(c),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(c),
+        }
+    }
+}
+
+/// Settings of `onemap serve`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// The whole application router.
+pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/api/layers", get(handlers::layers))
+        .route("/api/layers/{name}", get(handlers::layer))
+        .route("/api/grids", get(handlers::grids_list))
+        .route("/api/grids/{code}", get(handlers::grid))
+        .route(
+            "/api/locate",
+            get(handlers::locate_one).post(handlers::locate_many),
+        )
+        .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
+        .with_state(state.clone());
+    let web = ServeDir::new(&state.web_dir).append_index_html_on_directories(true);
+    api.fallback_service(web)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::map_response(
+            error::problem_for_bare_errors,
+        ))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::problem(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                    "the server hit a bug; it has been logged",
+                )
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Loads the catalog from the store and builds the state.
+pub async fn load_state(store: Arc<dyn Store>, web_dir: PathBuf) -> anyhow::Result<Arc<AppState>> {
+    let t0 = std::time::Instant::now();
+    let catalog = Catalog::load(store.as_ref()).await?;
+    let counts: Vec<String> = catalog
+        .layers
+        .iter()
+        .map(|l| format!("{} {}", l.def.name, l.features.len()))
+        .collect();
+    tracing::info!(
+        "loaded {} in {:.2}s: {}",
+        store.describe(),
+        t0.elapsed().as_secs_f64(),
+        counts.join(", ")
+    );
+    Ok(AppState::new(store, catalog, web_dir))
+}
+
+/// A running server (for tests and `serve`).
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Asks the server to stop after in-flight requests, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves until `stop`, SIGINT or
+/// SIGTERM, finishing in-flight requests first.
+pub async fn start(state: Arc<AppState>, config: &Config, addr: &str) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let app = router(state, config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = rx => {},
+                    _ = shutdown_signal() => {},
+                }
+            })
+            .await
+    });
+    Ok(Running {
+        addr: local,
+        shutdown: Some(tx),
+        handle,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
