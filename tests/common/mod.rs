@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests: throwaway stores, a real server
+//! on a free port, and GDAL.
+#![allow(dead_code)]
+
+use onemap::store::Store;
+use onemap::store::gpkg::GpkgStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A temporary directory that lives as long as the value.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("onemap-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Generates the demo at `scale` into `dir/onemap.gpkg` and opens it.
+pub async fn demo_store(dir: &Path, scale: &str, seed: u64) -> (PathBuf, Arc<GpkgStore>) {
+    let path = dir.join("onemap.gpkg");
+    let store = GpkgStore::open(&path).await.expect("open store");
+    let g = onemap::demo::generate(&onemap::demo::Scale::parse(scale).expect("scale"), seed)
+        .expect("generate");
+    onemap::demo::write(&store, g).await.expect("write demo");
+    (path, Arc::new(store))
+}
+
+/// A running server over `store`, with its base URL.
+pub struct TestServer {
+    pub base: String,
+    pub running: onemap::api::Running,
+    pub client: reqwest::Client,
+}
+
+pub async fn serve(store: Arc<dyn Store>, config: onemap::api::Config) -> TestServer {
+    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
+    let state = onemap::api::load_state(store, web).await.expect("load");
+    let running = onemap::api::start(state, &config, "127.0.0.1:0")
+        .await
+        .expect("start");
+    TestServer {
+        base: format!("http://{}", running.addr),
+        running,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestServer {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.get(path).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// Asserts a response is a problem document with `status`; returns it.
+pub async fn expect_problem(r: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(r.status().as_u16(), status, "status of {}", r.url());
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content type {ct:?}"
+    );
+    let body: serde_json::Value = r.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(body["title"].is_string() && body["type"].is_string());
+    body
+}
+
+/// `ogrinfo`, when GDAL is installed. In CI (CI=true) its absence fails the
+/// test; on a developer machine the test says it is skipped.
+pub fn ogrinfo() -> Option<&'static str> {
+    let ok = std::process::Command::new("ogrinfo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("ogrinfo");
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("ogrinfo (gdal-bin) is required in CI; .ci/run installs it");
+    }
+    eprintln!("SKIPPED: ogrinfo not found (apt-get install gdal-bin to run this test)");
+    None
+}
