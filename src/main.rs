@@ -3,6 +3,12 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// mimalloc: loading a store allocates and frees millions of small values
+/// across the driver's threads, where glibc's allocator spends its time in
+/// consolidation and locks (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "onemap",

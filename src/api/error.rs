@@ -68,8 +68,14 @@ impl IntoResponse for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
+    /// Malformed and mistyped JSON are both a 400 (axum says 422 for the
+    /// latter); a body over the limit stays 413, a wrong content type 415.
     fn from(r: JsonRejection) -> Self {
-        ApiError::new(r.status(), r.body_text())
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError::new(status, r.body_text())
     }
 }
 

@@ -17,6 +17,14 @@ pub enum Crs {
 }
 
 impl Crs {
+    /// Parses a declared CRS.
+    ///
+    /// ```
+    /// use onemap::import::Crs;
+    /// assert_eq!(Crs::parse("GCJ02"), Ok(Crs::Gcj02));
+    /// assert_eq!(Crs::parse("epsg:4490"), Ok(Crs::Cgcs2000));
+    /// assert!(Crs::parse("epsg:3857").is_err()); // projected: not accepted
+    /// ```
     pub fn parse(s: &str) -> Result<Crs, String> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "wgs84" | "epsg:4326" | "4326" => Crs::Wgs84,

@@ -103,6 +103,15 @@ pub struct GridCode(String);
 
 impl GridCode {
     /// Parses a code: ASCII digits only, of one of the five lengths.
+    ///
+    /// ```
+    /// use onemap::model::{GridCode, GridLevel};
+    /// let c = GridCode::parse("9901020030140007002").unwrap();
+    /// assert_eq!(c.level(), GridLevel::Micro);
+    /// assert_eq!(c.parent().unwrap().as_str(), "9901020030140007");
+    /// assert_eq!(c.ancestor(GridLevel::Street).unwrap().as_str(), "990102003");
+    /// assert!(GridCode::parse("99010").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<GridCode, String> {
         if !s.bytes().all(|b| b.is_ascii_digit()) || GridLevel::from_code_len(s.len()).is_none() {
             return Err(format!(

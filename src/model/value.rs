@@ -189,6 +189,11 @@ fn short_json(v: &serde_json::Value) -> String {
 /// Accepts RFC 3339 with any offset; a value without an offset is taken as
 /// China Standard Time (UTC+8), which is what every source these centres
 /// import from means by a bare local time.
+///
+/// ```
+/// use onemap::model::value::normalize_datetime;
+/// assert_eq!(normalize_datetime("2026-05-01 08:30:00").unwrap(), "2026-05-01T00:30:00Z");
+/// ```
 pub fn normalize_datetime(s: &str) -> Result<String, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(format_utc(t.with_timezone(&Utc)));

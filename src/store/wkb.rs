@@ -16,6 +16,15 @@ use geo::{
 };
 
 /// Encodes a geometry as a GeoPackage geometry blob with SRS `srs_id`.
+///
+/// ```
+/// use geo::{Geometry, point};
+/// use onemap::store::wkb::{from_gpkg, to_gpkg};
+/// let g = Geometry::Point(point!(x: 112.95, y: 28.2));
+/// let blob = to_gpkg(&g, 4326);
+/// assert_eq!(&blob[..2], b"GP");
+/// assert_eq!(from_gpkg(&blob).unwrap(), g);
+/// ```
 pub fn to_gpkg(g: &Geometry, srs_id: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"GP");
