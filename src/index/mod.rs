@@ -138,7 +138,7 @@ impl Catalog {
         let loads = defs.iter().map(|d| store.load_layer(&d.name));
         let features = futures::future::try_join_all(loads).await?;
         let layers: Vec<(LayerDef, Vec<Feature>)> = defs.into_iter().zip(features).collect();
-        Ok(tokio::task::block_in_place(|| Catalog::build(layers, seq)))
+        Ok(tokio::task::spawn_blocking(move || Catalog::build(layers, seq)).await?)
     }
 
     /// Builds the catalog from loaded layers (CPU work, parallel).

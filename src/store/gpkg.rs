@@ -334,6 +334,16 @@ fn bind_value<'q>(q: Query<'q>, v: &'q Value) -> Query<'q> {
     }
 }
 
+/// One change-log row to write.
+struct LogRow<'a> {
+    layer: &'a str,
+    fid: Option<i64>,
+    op: &'a str,
+    version: Option<i64>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
 /// State of one `apply` call: next ids per layer, bbox growth, log rows.
 struct TxState {
     next_id: HashMap<String, i64>,
@@ -391,36 +401,37 @@ impl GpkgStore {
         Ok(id)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Appends one change-log row. The first row of a change set names the
+    /// set (`txn` = its own seq); the rest point to it.
     async fn log(
         tx: &mut Transaction<'_, Sqlite>,
         st: &mut TxState,
         cs: &ChangeSet,
-        layer: &str,
-        fid: Option<i64>,
-        op: &str,
-        version: Option<i64>,
-        before: Option<String>,
-        after: Option<String>,
+        row: LogRow<'_>,
     ) -> Result<()> {
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO onemap_changes (txn, time, author, reason, layer, fid, op, version, before, after) \
-             VALUES (coalesce(?, (SELECT coalesce(max(seq), 0) + 1 FROM onemap_changes)), ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING seq",
+             VALUES (coalesce(?, 0), ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         )
         .bind(st.txn)
         .bind(&st.time)
         .bind(&cs.author)
         .bind(&cs.reason)
-        .bind(layer)
-        .bind(fid)
-        .bind(op)
-        .bind(version)
-        .bind(before)
-        .bind(after)
+        .bind(row.layer)
+        .bind(row.fid)
+        .bind(row.op)
+        .bind(row.version)
+        .bind(row.before)
+        .bind(row.after)
         .fetch_one(&mut **tx)
         .await?;
-        st.txn.get_or_insert(seq);
+        if st.txn.is_none() {
+            sqlx::query("UPDATE onemap_changes SET txn = seq WHERE seq = ?")
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
+            st.txn = Some(seq);
+        }
         st.last_seq = seq;
         Ok(())
     }
@@ -533,12 +544,14 @@ impl GpkgStore {
                 tx,
                 st,
                 cs,
-                &def.name,
-                None,
-                "create_layer",
-                None,
-                None,
-                Some(json),
+                LogRow {
+                    layer: &def.name,
+                    fid: None,
+                    op: "create_layer",
+                    version: None,
+                    before: None,
+                    after: Some(json),
+                },
             )
             .await?;
         }
@@ -647,12 +660,14 @@ impl GpkgStore {
                                 tx,
                                 st,
                                 cs,
-                                layer,
-                                Some(*fid),
-                                "insert",
-                                Some(1),
-                                None,
-                                Some(after),
+                                LogRow {
+                                    layer,
+                                    fid: Some(*fid),
+                                    op: "insert",
+                                    version: Some(1),
+                                    before: None,
+                                    after: Some(after),
+                                },
                             )
                             .await?;
                         }
@@ -668,12 +683,14 @@ impl GpkgStore {
                             tx,
                             st,
                             cs,
-                            layer,
-                            None,
-                            "bulk_insert",
-                            None,
-                            None,
-                            Some(summary),
+                            LogRow {
+                                layer,
+                                fid: None,
+                                op: "bulk_insert",
+                                version: None,
+                                before: None,
+                                after: Some(summary),
+                            },
                         )
                         .await?;
                     }
@@ -742,12 +759,14 @@ impl GpkgStore {
                         tx,
                         st,
                         cs,
-                        &layer,
-                        Some(id),
-                        "update",
-                        Some(expected + 1),
-                        Some(before_json),
-                        Some(after_json),
+                        LogRow {
+                            layer: &layer,
+                            fid: Some(id),
+                            op: "update",
+                            version: Some(expected + 1),
+                            before: Some(before_json),
+                            after: Some(after_json),
+                        },
                     )
                     .await?;
                     ids.push(id);
@@ -762,12 +781,14 @@ impl GpkgStore {
                         tx,
                         st,
                         cs,
-                        &layer,
-                        Some(id),
-                        "delete",
-                        Some(expected + 1),
-                        Some(before_json),
-                        None,
+                        LogRow {
+                            layer: &layer,
+                            fid: Some(id),
+                            op: "delete",
+                            version: Some(expected + 1),
+                            before: Some(before_json),
+                            after: None,
+                        },
                     )
                     .await?;
                     ids.push(id);
