@@ -1,0 +1,47 @@
+// Colours shared by the map style (tools/build-style.mjs) and the DOM legend, so they cannot drift.
+// Plain data: this module is imported both by the browser and by node.
+
+export const BG = '#070d1a';
+
+export const GRID_LEVELS = ['district', 'street', 'community', 'grid', 'micro'];
+
+// Per grid level: line colour, line width (px at 1920 wide), fill, the zoom the level's tiles
+// start at (from the tile contract) and the zoom range in which its label is shown.
+export const GRID_STYLE = {
+  district:  { line: '#00e5ff', width: 3.2, fill: '#00e5ff', from: 0,  label: [0, 10.5],  text: 20 },
+  street:    { line: '#40a9ff', width: 2.4, fill: '#2f7dff', from: 9,  label: [9, 12.5],  text: 16 },
+  community: { line: '#8c9eff', width: 1.7, fill: '#6f7dff', from: 11, label: [11, 14.5], text: 14 },
+  grid:      { line: '#5fb3b3', width: 1.1, fill: '#3aa6a6', from: 13, label: [13, 16.5], text: 12.5 },
+  micro:     { line: '#4a6a8a', width: 0.7, fill: '#4a6a8a', from: 15, label: [16, 23],   text: 11 },
+};
+export const DEDICATED = { line: '#ff7eb3', width: 1.6, from: 13 };
+export const SELECTED = '#ffe066';
+
+export const CAMERA_STATUS = { online: '#00e6a8', offline: '#7b8794', fault: '#ffb300' };
+
+// National four-colour risk scale: level 1 red … level 4 blue.
+export const RISK_LEVELS = { 1: '#e53935', 2: '#fb8c00', 3: '#fdd835', 4: '#1e88e5' };
+export const RISK_NAMES = { 1: 'red', 2: 'orange', 3: 'yellow', 4: 'blue' };
+
+export const EVENT_STATUS = {
+  new: '#4fc3f7', dispatched: '#9575cd', processing: '#26c6da', closed: '#607d8b', overdue: '#ff5252',
+};
+export const EVENT_CLUSTER = '#1f6feb';
+
+// Building tax ramp, 10k CNY per year: [stop, colour].
+export const TAX_RAMP = [
+  [0, '#1b2a4a'], [300, '#1565c0'], [1000, '#00acc1'], [2500, '#43a047'],
+  [5000, '#fdd835'], [10000, '#fb8c00'], [15000, '#e53935'],
+];
+
+export const BASEMAP = {
+  water: '#0d2b4a', waterLine: '#17466e',
+  road: { expressway: '#3a4f72', arterial: '#2e3f5e', secondary: '#26344f', branch: '#1d2940' },
+  roadLabel: '#6f86ad',
+};
+
+export const ADDRESS = '#b0bec5';
+
+// The thematic groups of the layer switcher, in display order. Every style layer carries
+// metadata "onemap:group" naming one of these (or "base").
+export const GROUPS = ['grids', 'dedicated', 'buildings', 'risks', 'cameras', 'events', 'addresses'];
