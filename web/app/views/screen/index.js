@@ -150,7 +150,24 @@ export const screenView = {
     })();
     ready.catch((err) => console.warn('district:', err.message));
 
-    window.onemap = { map, ready, openGrid, deepestLevelAt };
+    // The screen runs unattended: refresh the overview and the open card every minute (one timer,
+    // cleared on unmount; a refresh never moves the map and gives way to a user's selection).
+    const REFRESH_MS = 60_000;
+    const refresh = async () => {
+      try {
+        const { grids } = await api.grids('district');
+        if (grids?.[0]) { overview = grids[0]; renderOverview(); }
+        const code = card.code;
+        if (code && !inflight) {
+          const g = await api.grid(code);
+          if (card.code === code && !inflight) card.show(g);
+        }
+      } catch { /* server restarting: try again next time */ }
+    };
+    const timer = setInterval(refresh, REFRESH_MS);
+    cleanups.push(() => clearInterval(timer));
+
+    window.onemap = { map, ready, openGrid, deepestLevelAt, refresh };
     cleanups.push(() => { delete window.onemap; delete document.body.dataset.mapIdle; });
 
     return () => { for (const fn of cleanups.reverse()) fn(); };
