@@ -7,3 +7,4 @@ pub mod import;
 pub mod index;
 pub mod model;
 pub mod store;
+pub mod tiles;

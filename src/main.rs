@@ -33,9 +33,15 @@ enum Command {
         /// Directory of the web app.
         #[arg(long, default_value = "web", env = "ONEMAP_WEB")]
         web: PathBuf,
+        /// Directory of the MapLibre style templates.
+        #[arg(long, default_value = "styles", env = "ONEMAP_STYLES")]
+        styles: PathBuf,
         /// Largest accepted request body, bytes.
         #[arg(long, default_value_t = onemap::api::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
+        /// Memory for the tile cache, MiB.
+        #[arg(long, default_value_t = 256)]
+        tile_cache_mb: u64,
     },
     /// Import a GeoJSON or CSV file into a new or an existing layer.
     Import {
@@ -94,7 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             bind,
             web,
+            styles,
             body_limit,
+            tile_cache_mb,
         } => {
             if !store.exists() {
                 anyhow::bail!(
@@ -104,9 +112,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let s = onemap::store::open(&store.to_string_lossy()).await?;
-            let state = onemap::api::load_state(s, web).await?;
-            let config = onemap::api::Config { body_limit };
-            let running = onemap::api::start(state, &config, &bind).await?;
+            let config = onemap::api::Config {
+                body_limit,
+                web_dir: web,
+                styles_dir: styles,
+                tile_cache_bytes: tile_cache_mb * 1024 * 1024,
+                ..Default::default()
+            };
+            let state = onemap::api::load_state(s, config).await?;
+            let running = onemap::api::start(state, &bind).await?;
             tracing::info!("serving on http://{}", running.addr);
             running.handle.await??;
             Ok(())

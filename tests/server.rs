@@ -12,7 +12,7 @@ use std::sync::Arc;
 async fn health_layers_and_static_page() {
     let dir = common::tempdir();
     let (_, store) = common::demo_store(dir.path(), "small", 2).await;
-    let srv = common::serve(store.clone(), Default::default()).await;
+    let srv = common::serve(store.clone(), common::config()).await;
 
     let (s, h) = srv.get_json("/healthz").await;
     assert_eq!(s, 200);
@@ -46,7 +46,7 @@ async fn health_layers_and_static_page() {
 async fn grid_card_matches_an_independent_count() {
     let dir = common::tempdir();
     let (_, store) = common::demo_store(dir.path(), "small", 3).await;
-    let srv = common::serve(store.clone(), Default::default()).await;
+    let srv = common::serve(store.clone(), common::config()).await;
     let gd = builtin::layer(builtin::GRIDS).unwrap();
     let grids = store.load_layer(builtin::GRIDS).await.unwrap();
     let text = |f: &onemap::model::Feature, k: &str| {
@@ -204,6 +204,7 @@ async fn errors_are_problem_json_and_change_nothing() {
     let seq = store.last_seq().await.unwrap();
     let config = onemap::api::Config {
         body_limit: 64 * 1024,
+        ..common::config()
     };
     let srv = common::serve(store.clone() as Arc<dyn Store>, config).await;
 

@@ -74,7 +74,10 @@ async fn contract(store: &dyn Store) {
     // Every row of one change set names the set by its first seq.
     let rows = store.changes_since(seq0, 100).await.unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.txn == a.first_seq && r.author == "测试员 tester"));
+    assert!(
+        rows.iter()
+            .all(|r| r.txn == a.first_seq && r.author == "测试员 tester")
+    );
     let fs = store.load_layer("poi").await.unwrap();
     assert_eq!(fs.len(), 2);
     assert_eq!(fs[0].properties[0], Value::text("东湖小学"));

@@ -6,9 +6,12 @@
 
 pub mod error;
 mod handlers;
+pub mod tiles;
 
 use crate::index::Catalog;
 use crate::store::Store;
+use crate::tiles::TileConfig;
+use crate::tiles::cache::TileCache;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -26,15 +29,19 @@ pub struct AppState {
     /// The current catalog. Replaced whole (never mutated in place), so a
     /// request holds one consistent snapshot for as long as it needs.
     catalog: RwLock<Arc<Catalog>>,
-    pub web_dir: PathBuf,
+    pub config: Config,
+    /// Encoded tiles; invalidate by area when data changes.
+    pub tiles: TileCache,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, catalog: Catalog, web_dir: PathBuf) -> Arc<AppState> {
+    pub fn new(store: Arc<dyn Store>, catalog: Catalog, config: Config) -> Arc<AppState> {
+        let buffer = f64::from(config.tiles.buffer) / f64::from(config.tiles.extent);
         Arc::new(AppState {
             store,
             catalog: RwLock::new(Arc::new(catalog)),
-            web_dir,
+            tiles: TileCache::new(config.tile_cache_bytes, buffer),
+            config,
         })
     }
 
@@ -59,18 +66,30 @@ impl AppState {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub body_limit: usize,
+    /// The web app's files, served at `/`.
+    pub web_dir: PathBuf,
+    /// MapLibre style templates, served at `/styles/{name}.json`.
+    pub styles_dir: PathBuf,
+    pub tiles: TileConfig,
+    /// Memory for cached tiles (raw + gzip), bytes.
+    pub tile_cache_bytes: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             body_limit: DEFAULT_BODY_LIMIT,
+            web_dir: PathBuf::from("web"),
+            styles_dir: PathBuf::from("styles"),
+            tiles: TileConfig::default(),
+            tile_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
 
 /// The whole application router.
-pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.body_limit;
     let api = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/api/layers", get(handlers::layers))
@@ -82,10 +101,13 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
             get(handlers::locate_one).post(handlers::locate_many),
         )
         .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
+        .route("/tiles/{file}", get(tiles::tilejson))
+        .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))
+        .route("/styles/{file}", get(tiles::style))
         .with_state(state.clone());
-    let web = ServeDir::new(&state.web_dir).append_index_html_on_directories(true);
+    let web = ServeDir::new(&state.config.web_dir).append_index_html_on_directories(true);
     api.fallback_service(web)
-        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(
             error::problem_for_bare_errors,
         ))
@@ -103,7 +125,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
 }
 
 /// Loads the catalog from the store and builds the state.
-pub async fn load_state(store: Arc<dyn Store>, web_dir: PathBuf) -> anyhow::Result<Arc<AppState>> {
+pub async fn load_state(store: Arc<dyn Store>, config: Config) -> anyhow::Result<Arc<AppState>> {
     let t0 = std::time::Instant::now();
     let catalog = Catalog::load(store.as_ref()).await?;
     let counts: Vec<String> = catalog
@@ -117,7 +139,7 @@ pub async fn load_state(store: Arc<dyn Store>, web_dir: PathBuf) -> anyhow::Resu
         t0.elapsed().as_secs_f64(),
         counts.join(", ")
     );
-    Ok(AppState::new(store, catalog, web_dir))
+    Ok(AppState::new(store, catalog, config))
 }
 
 /// A running server (for tests and `serve`).
@@ -139,12 +161,12 @@ impl Running {
 
 /// Binds `addr` (port 0 picks a free one) and serves until `stop`, SIGINT or
 /// SIGTERM, finishing in-flight requests first.
-pub async fn start(state: Arc<AppState>, config: &Config, addr: &str) -> anyhow::Result<Running> {
+pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    let app = router(state, config);
+    let app = router(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         axum::serve(listener, app)

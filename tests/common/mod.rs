@@ -32,12 +32,35 @@ pub struct TestServer {
     pub client: reqwest::Client,
 }
 
+/// The default configuration, with the repository's web/ and styles/.
+pub fn config() -> onemap::api::Config {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    onemap::api::Config {
+        web_dir: root.join("web"),
+        styles_dir: root.join("styles"),
+        ..Default::default()
+    }
+}
+
 pub async fn serve(store: Arc<dyn Store>, config: onemap::api::Config) -> TestServer {
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
-    let state = onemap::api::load_state(store, web).await.expect("load");
-    let running = onemap::api::start(state, &config, "127.0.0.1:0")
+    let (_, running) = serve_state(store, config).await;
+    client_for(running)
+}
+
+/// Starts a server and also returns its state (to reach the catalog and the
+/// tile cache directly).
+pub async fn serve_state(
+    store: Arc<dyn Store>,
+    config: onemap::api::Config,
+) -> (Arc<onemap::api::AppState>, onemap::api::Running) {
+    let state = onemap::api::load_state(store, config).await.expect("load");
+    let running = onemap::api::start(state.clone(), "127.0.0.1:0")
         .await
         .expect("start");
+    (state, running)
+}
+
+pub fn client_for(running: onemap::api::Running) -> TestServer {
     TestServer {
         base: format!("http://{}", running.addr),
         running,
