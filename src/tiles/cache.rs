@@ -65,6 +65,8 @@ pub struct TileCache {
     /// Buffer (fraction of a tile) used when matching changed areas, so a
     /// feature that only reaches a tile's buffer still refreshes it.
     buffer: f64,
+    /// Tiles rendered so far (misses that did the work).
+    rendered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TileCache {
@@ -76,7 +78,11 @@ impl TileCache {
             })
             .support_invalidation_closures()
             .build();
-        TileCache { cache, buffer }
+        TileCache {
+            cache,
+            buffer,
+            rendered: Arc::default(),
+        }
     }
 
     /// The cached tile, or `render` run once (for all concurrent callers).
@@ -84,11 +90,15 @@ impl TileCache {
     where
         F: FnOnce() -> Vec<u8> + Send + 'static,
     {
+        let rendered = self.rendered.clone();
         self.cache
             .try_get_with(key, async move {
-                tokio::task::spawn_blocking(move || Arc::new(TileEntry::new(render())))
-                    .await
-                    .map_err(|e| format!("tile rendering failed: {e}"))
+                tokio::task::spawn_blocking(move || {
+                    rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Arc::new(TileEntry::new(render()))
+                })
+                .await
+                .map_err(|e| format!("tile rendering failed: {e}"))
             })
             .await
             .map_err(|e| e.to_string())
@@ -119,6 +129,11 @@ impl TileCache {
 
     pub async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
+    }
+
+    /// How many tiles have been rendered (not served from the cache).
+    pub fn rendered(&self) -> u64 {
+        self.rendered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn entry_count(&self) -> u64 {

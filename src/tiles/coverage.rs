@@ -25,8 +25,14 @@ fn key(p: P) -> (u64, u64) {
 
 /// Simplifies every ring of every polygon (`polys[i][r]` = ring `r` of
 /// polygon `i`, closed implicitly, no repeated point) with `tolerance`,
-/// keeping shared boundaries identical.
-pub fn simplify_coverage(polys: &[Vec<Vec<P>>], tolerance: f64) -> Vec<Vec<Vec<P>>> {
+/// keeping shared boundaries identical. Vertices for which `fixed` is true
+/// (the tile's clip border) are kept as nodes too, so simplification never
+/// pulls a polygon off the border and opens a seam between tiles.
+pub fn simplify_coverage(
+    polys: &[Vec<Vec<P>>],
+    tolerance: f64,
+    fixed: impl Fn(P) -> bool,
+) -> Vec<Vec<Vec<P>>> {
     // Distinct neighbours of every vertex, over all rings.
     let mut nbrs: HashMap<(u64, u64), [(u64, u64); 3]> = HashMap::new();
     let mut degree: HashMap<(u64, u64), u8> = HashMap::new();
@@ -51,7 +57,7 @@ pub fn simplify_coverage(polys: &[Vec<Vec<P>>], tolerance: f64) -> Vec<Vec<Vec<P
             }
         }
     }
-    let is_node = |p: P| degree.get(&key(p)).is_none_or(|d| *d != 2);
+    let is_node = |p: P| fixed(p) || degree.get(&key(p)).is_none_or(|d| *d != 2);
 
     polys
         .iter()
@@ -137,7 +143,7 @@ mod tests {
         // Make the right ring start elsewhere, and its shared run go the
         // other way: a different walk of the same arc.
         right.rotate_left(3);
-        let out = simplify_coverage(&[vec![left], vec![right]], 3.0);
+        let out = simplify_coverage(&[vec![left], vec![right]], 3.0, |_| false);
         let (l, r) = (&out[0][0], &out[1][0]);
         let shared_l: Vec<P> = l
             .iter()

@@ -509,7 +509,9 @@ fn render_grids(
                 })
                 .collect()
         } else {
-            coverage::simplify_coverage(&flat, cfg.tolerance)
+            let on_border =
+                |p: P| p[0] == rect.min || p[0] == rect.max || p[1] == rect.min || p[1] == rect.max;
+            coverage::simplify_coverage(&flat, cfg.tolerance, on_border)
         };
         let mut it = simplified.into_iter();
         for (k, &i) in members.iter().enumerate() {

@@ -106,6 +106,8 @@ pub async fn expect_problem(r: reqwest::Response, status: u16) -> serde_json::Va
 
 /// `ogrinfo`, when GDAL is installed. In CI (CI=true) its absence fails the
 /// test; on a developer machine the test says it is skipped.
+pub mod mvt_decode;
+
 pub fn ogrinfo() -> Option<&'static str> {
     let ok = std::process::Command::new("ogrinfo")
         .arg("--version")
