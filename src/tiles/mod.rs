@@ -52,6 +52,10 @@ pub struct TileConfig {
     /// district-wide tile of 30,000 named cameras would otherwise pass the
     /// 500 KB budget. Cards fetch the details from the API.
     pub detail_minzoom: u8,
+    /// Features drawn only from a zoom on, by a property's value: (layer,
+    /// property, value, minzoom). Minor roads at city scale would fill a
+    /// district-wide tile on their own.
+    pub value_minzoom: Vec<(String, String, String, u8)>,
 }
 
 impl Default for TileConfig {
@@ -63,11 +67,22 @@ impl Default for TileConfig {
             grid_minzoom: [0, 9, 11, 13, 15],
             dedicated_minzoom: 13,
             cluster_below: vec![
-                (builtin::EVENTS.to_string(), 14),
+                (builtin::EVENTS.to_string(), 16),
                 (builtin::ADDRESSES.to_string(), 16),
+                (builtin::RISKS.to_string(), 12),
+                (builtin::CAMERAS.to_string(), 13),
             ],
             cluster_cell: 256,
             detail_minzoom: 14,
+            value_minzoom: vec![
+                (
+                    builtin::ROADS.into(),
+                    "class".into(),
+                    "secondary".into(),
+                    12,
+                ),
+                (builtin::ROADS.into(), "class".into(), "branch".into(), 14),
+            ],
         }
     }
 }
@@ -404,8 +419,21 @@ fn render_plain(
     out: &mut LayerOut,
 ) {
     let props = tile_props(&li.def, t.z, cfg);
+    // Property values hidden at this zoom.
+    let hidden: Vec<(usize, &str)> = cfg
+        .value_minzoom
+        .iter()
+        .filter(|(l, _, _, z)| *l == li.def.name && t.z < *z)
+        .filter_map(|(_, p, v, _)| Some((li.def.prop_index(p)?, v.as_str())))
+        .collect();
     for &i in cands {
         let f = &li.features[i as usize];
+        if hidden
+            .iter()
+            .any(|(k, v)| f.properties[*k].as_str() == Some(*v))
+        {
+            continue;
+        }
         let geom = match &f.geometry {
             Geometry::Point(_) | Geometry::MultiPoint(_) => {
                 encode_points(&points(&f.geometry, pr, rect))
@@ -552,8 +580,9 @@ fn render_grids(
 
 /// Cluster points on a fixed grid of cells aligned to tiles: each cell with
 /// points becomes one point at their mean position, with `count` and
-/// counts per category (events: open, overdue and `c_<category>`;
-/// addresses: households).
+/// counts per category (`c_<category>`; events: `open`, `overdue`; risks:
+/// `l_1` … `l_4` by colour; cameras: `s_<status>`; addresses: `households`). Polygons count by
+/// their interior point.
 fn render_clusters(
     cfg: &TileConfig,
     li: &LayerIndex,
@@ -570,6 +599,7 @@ fn render_clusters(
         households: i64,
         open: u64,
         overdue: u64,
+        /// Counts per breakdown key: `c_<category>`, `l_<level>`.
         cats: BTreeMap<String, u64>,
     }
     let extent = f64::from(cfg.extent);
@@ -578,6 +608,11 @@ fn render_clusters(
     let is_events = li.def.name == builtin::EVENTS;
     let status_i = li.def.prop_index("status");
     let cat_i = li.def.prop_index("category");
+    let level_i = li
+        .def
+        .prop_index("level")
+        .filter(|_| li.def.name == builtin::RISKS);
+    let cam_status_i = status_i.filter(|_| li.def.name == builtin::CAMERAS);
     let hh_i = li.def.prop_index("households");
     let mut cells: BTreeMap<(u32, u32), Cell> = BTreeMap::new();
     for &i in cands {
@@ -611,6 +646,12 @@ fn render_clusters(
         }
         if let Some(cat) = cat_i.and_then(|k| f.properties[k].as_str()) {
             *c.cats.entry(format!("c_{cat}")).or_default() += 1;
+        }
+        if let Some(level) = level_i.and_then(|k| f.properties[k].as_i64()) {
+            *c.cats.entry(format!("l_{level}")).or_default() += 1;
+        }
+        if let Some(st) = cam_status_i.and_then(|k| f.properties[k].as_str()) {
+            *c.cats.entry(format!("s_{st}")).or_default() += 1;
         }
     }
     for ((cx, cy), c) in cells {
