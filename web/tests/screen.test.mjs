@@ -1,7 +1,8 @@
-// Browser tests of the big screen, as a person sees it: the real server (release binary) on a
-// small demo store, Debian's Chromium through playwright-core, software GL (swiftshader).
-// Run from web/: `node --test tests/` (needs `cargo build --release` and `apt-get install chromium
-// fonts-noto-cjk`). Tests marked [tiles] need GET /styles/{name}.json and the vector tiles.
+// Browser tests of the big screen, as a person sees it: the real server on a small demo store,
+// Debian's Chromium through playwright-core, software GL (swiftshader).
+// Run from web/: `node --test tests/` (needs a built server and `apt-get install chromium
+// fonts-noto-cjk`). The server binary is $ONEMAP_BIN if set, else ../target/release/onemap, else
+// ../target/debug/onemap. Tests marked [tiles] need GET /styles/{name}.json and the vector tiles.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -14,9 +15,13 @@ import { chromium } from 'playwright-core';
 import { decodePng, distinctColours } from './png.mjs';
 
 const WEB = fileURLToPath(new URL('..', import.meta.url));
-const BIN = path.resolve(WEB, '../target/release/onemap');
+const STYLES = path.resolve(WEB, '../styles');
+const BIN = process.env.ONEMAP_BIN
+  ? path.resolve(process.env.ONEMAP_BIN)
+  : ['release', 'debug'].map((p) => path.resolve(WEB, `../target/${p}/onemap`)).find(existsSync)
+    ?? path.resolve(WEB, '../target/release/onemap');
 const CHROMIUM = '/usr/bin/chromium';
-const SLOW = 90_000; // swiftshader on 2 cores
+const SLOW = 120_000; // swiftshader on 2 cores, and a debug server renders tiles slowly
 const LEVELS = ['district', 'street', 'community', 'grid', 'micro'];
 const LEVEL_FROM = { district: 0, street: 9, community: 11, grid: 13, micro: 15 }; // tile contract
 
@@ -51,14 +56,14 @@ const api = async (p) => {
 };
 
 before(async () => {
-  assert.ok(existsSync(BIN), `release binary not found at ${BIN}: run \`cargo build --release\` in the repository root first`);
+  assert.ok(existsSync(BIN), `server binary not found at ${BIN}: run \`cargo build\` in the repository root, or set ONEMAP_BIN`);
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium fonts-noto-cjk`);
   dir = mkdtempSync(path.join(tmpdir(), 'onemap-web-'));
   const store = path.join(dir, 's.gpkg');
   execFileSync(BIN, ['demo', '--scale', 'small', '--store', store], { stdio: 'pipe' });
   const port = await freePort();
   origin = `http://127.0.0.1:${port}`;
-  server = spawn(BIN, ['serve', '--store', store, '--bind', `127.0.0.1:${port}`, '--web', WEB], {
+  server = spawn(BIN, ['serve', '--store', store, '--bind', `127.0.0.1:${port}`, '--web', WEB, '--styles', STYLES], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'onemap=warn' },
   });
   const keep = (b) => { serverLog = (serverLog + b).slice(-4000); };
