@@ -1,19 +1,24 @@
 # onemap: the two commands.
 #   make run   build, generate the demo district if absent, serve it on http://127.0.0.1:8080
-#   make test  formatting, lints and every test
+#   make test  formatting, lints and every test (Rust, then the browser tests in web/)
 CARGO ?= cargo
 STORE ?= data/onemap.gpkg
 BIND  ?= 127.0.0.1:8080
 SCALE ?= district
 
-.PHONY: run build toolchain demo test lint bench clean-demo
+.PHONY: run build toolchain web-deps demo test web-test lint bench clean-demo
 
-run: build
+run: build web-deps
 	@test -f $(STORE) || ./target/release/onemap demo --store $(STORE) --scale $(SCALE)
-	./target/release/onemap serve --store $(STORE) --bind $(BIND) --web web
+	./target/release/onemap serve --store $(STORE) --bind $(BIND) --web web --styles styles
 
 build: toolchain
 	$(CARGO) build --release --locked
+
+# The web app's libraries (MapLibre) from npm, pinned by web/package-lock.json.
+web-deps:
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (apt-get install nodejs npm)"; exit 1; }
+	@test -d web/node_modules/maplibre-gl || (cd web && npm ci --no-audit --no-fund)
 
 # Rust comes from rustup; it is the one thing this Makefile cannot install.
 toolchain:
@@ -24,6 +29,18 @@ demo: build
 
 test: toolchain lint
 	$(CARGO) test --locked
+	$(MAKE) web-test
+
+# Browser tests: Debian's chromium driven by playwright-core, against the
+# debug binary `cargo test` just built. Outside CI a machine without
+# chromium skips them, saying so; in CI (.ci/run installs it) they must run.
+web-test: web-deps
+	$(CARGO) build --locked --bin onemap
+	@if [ -x /usr/bin/chromium ] || [ -n "$$CI" ]; then \
+		cd web && ONEMAP_BIN=../target/debug/onemap node --test tests/; \
+	else \
+		echo "SKIPPED: browser tests need /usr/bin/chromium (apt-get install chromium fonts-noto-cjk)"; \
+	fi
 
 lint:
 	$(CARGO) fmt --check
@@ -32,6 +49,7 @@ lint:
 bench:
 	$(CARGO) bench --bench assign
 	$(CARGO) bench --bench load
+	$(CARGO) bench --bench tiles
 	ONEMAP_BENCH_SCALE=city $(CARGO) bench --bench load
 
 clean-demo:
