@@ -198,8 +198,7 @@ async fn neighbouring_grids_share_identical_boundaries_at_every_zoom() {
             .await;
         assert_eq!(r.status(), 200, "z{z}");
         let layers = mvt_decode::decode(&r.bytes().await.unwrap());
-        assert_eq!(layers.len(), 1);
-        let l = &layers[0];
+        let l = layers.iter().find(|l| l.name == "grids").unwrap();
         assert_eq!((l.name.as_str(), l.extent, l.version), ("grids", 4096, 2));
         // The district outline in tile coordinates, to excuse its edges.
         let pr = t.projector(4096.0);
@@ -273,6 +272,37 @@ async fn neighbouring_grids_share_identical_boundaries_at_every_zoom() {
         assert_eq!(levels.contains("street"), z >= 9);
     }
     assert!(checked_edges > 1000, "only {checked_edges} shared edges");
+
+    // Each grid's label point is in exactly one tile of a zoom.
+    let c = tile_of(13, p.x(), p.y());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for dx in 0..3u32 {
+        for dy in 0..3u32 {
+            let r = srv
+                .get(&format!(
+                    "/tiles/grids/13/{}/{}.mvt",
+                    c.x + dx - 1,
+                    c.y + dy - 1
+                ))
+                .await;
+            if r.status() != 200 {
+                continue;
+            }
+            for l in mvt_decode::decode(&r.bytes().await.unwrap()) {
+                if l.name == "grid_labels" {
+                    for f in l.features {
+                        assert_eq!(f.kind, 1);
+                        let Some(Val::Str(code)) = f.props.get("code") else {
+                            panic!()
+                        };
+                        *seen.entry(code.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 20, "{} labels", seen.len());
+    assert!(seen.values().all(|&n| n == 1), "a grid labelled twice");
     let _ = district.geometry.bounding_rect();
     srv.running.stop().await.unwrap();
 }
@@ -380,7 +410,7 @@ async fn http_errors_empty_tiles_etags_gzip_and_tilejson() {
         .into_iter()
         .map(|l| l.name)
         .collect();
-    assert_eq!(names, ["grids", "events"]);
+    assert_eq!(names, ["grids", "grid_labels", "events"]);
 
     // TileJSON 3.0.0 with this server's URL.
     let (s, tj) = srv.get_json("/tiles/all.json").await;
@@ -399,7 +429,8 @@ async fn http_errors_empty_tiles_etags_gzip_and_tilejson() {
         .iter()
         .map(|l| l["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 8);
+    assert_eq!(ids.len(), 9);
+    assert!(ids.contains(&"grid_labels"));
     assert!(tj["bounds"].as_array().unwrap().len() == 4);
     let grids_vl = tj["vector_layers"]
         .as_array()

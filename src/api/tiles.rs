@@ -153,6 +153,15 @@ pub async fn tilejson(
             "maxzoom": l.def.maxzoom.min(TILEJSON_MAXZOOM),
             "fields": fields,
         }));
+        if n == crate::model::builtin::GRIDS {
+            vector_layers.push(json!({
+                "id": crate::tiles::GRID_LABELS,
+                "description": "网格标注点 grid label points (one per grid)",
+                "minzoom": 0,
+                "maxzoom": TILEJSON_MAXZOOM,
+                "fields": {"code": "String", "name": "String", "level": "String", "kind": "String"},
+            }));
+        }
     }
     let b = bounds.unwrap_or([-180.0, -85.0, 180.0, 85.0]);
     let spec_path = names.join(",");

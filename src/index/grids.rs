@@ -3,7 +3,7 @@
 
 use super::{Entry, LayerIndex, NO_GRID};
 use crate::model::{GridCode, GridLevel};
-use geo::{BoundingRect, Geometry, Intersects, Point};
+use geo::{BoundingRect, Geometry, InteriorPoint, Intersects, Point};
 use rstar::{RTree, primitives::GeomWithData, primitives::Rectangle};
 use std::collections::HashMap;
 
@@ -22,6 +22,8 @@ pub struct GridNode {
     /// Child nodes, by code.
     pub children: Vec<u32>,
     pub geometry: Geometry,
+    /// Where the grid's name is drawn: a point inside it.
+    pub label: Option<Point>,
 }
 
 #[derive(Default)]
@@ -66,6 +68,7 @@ impl GridTree {
                 feature: i as u32,
                 parent: NO_GRID,
                 children: Vec::new(),
+                label: f.geometry.interior_point(),
                 geometry: f.geometry.clone(),
             });
         }

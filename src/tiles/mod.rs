@@ -391,6 +391,19 @@ pub fn render(cat: &Catalog, cfg: &TileConfig, layers: &[String], t: TileId) -> 
         };
         if name == builtin::GRIDS {
             render_grids(cat, cfg, li, &cands, t, &pr, &rect, &mut out);
+            // One label point per grid, in the one tile that holds it, so a
+            // grid's name is drawn once however many tiles it spans.
+            let mut labels = LayerOut {
+                layer: tile.create_layer(GRID_LABELS),
+            };
+            render_grid_labels(cat, cfg, li, &cands, t, &pr, &mut labels);
+            if out.layer.num_features() > 0 {
+                let _ = tile.add_layer(std::mem::take(&mut out.layer));
+            }
+            if labels.layer.num_features() > 0 {
+                let _ = tile.add_layer(labels.layer);
+            }
+            continue;
         } else if let Some(&(_, until)) = cfg.cluster_below.iter().find(|(l, _)| l == name)
             && t.z < until
         {
@@ -483,6 +496,65 @@ fn simplify_ring(r: &[P], tolerance: f64) -> Vec<P> {
     let mut s = clip::simplify(&open, tolerance);
     s.pop();
     s
+}
+
+/// The layer of grid label points that comes with `grids`.
+pub const GRID_LABELS: &str = "grid_labels";
+
+/// The zoom from which a grid is drawn.
+fn grid_minzoom(cfg: &TileConfig, node: &crate::index::grids::GridNode) -> u8 {
+    if node.dedicated {
+        cfg.dedicated_minzoom
+    } else {
+        cfg.grid_minzoom[node.level.index()]
+    }
+}
+
+fn render_grid_labels(
+    cat: &Catalog,
+    cfg: &TileConfig,
+    li: &LayerIndex,
+    cands: &[u32],
+    t: TileId,
+    pr: &Projector,
+    out: &mut LayerOut,
+) {
+    let extent = f64::from(cfg.extent);
+    for &i in cands {
+        let f = &li.features[i as usize];
+        let code = f
+            .get(&li.def, "code")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let Some((_, node)) = cat.grids.get(code) else {
+            continue;
+        };
+        let Some(p) = node.label else { continue };
+        if t.z < grid_minzoom(cfg, node) {
+            continue;
+        }
+        let q = pr.project(p.x(), p.y());
+        if !(q[0] >= 0.0 && q[0] < extent && q[1] >= 0.0 && q[1] < extent) {
+            continue;
+        }
+        let Some(geom) = encode_points(&[[q[0].round() as i32, q[1].round() as i32]]) else {
+            continue;
+        };
+        let tags = [
+            ("code", Tag::Str(code)),
+            ("name", Tag::Str(&node.name)),
+            ("level", Tag::Str(node.level.name())),
+            (
+                "kind",
+                Tag::Str(if node.dedicated {
+                    "dedicated"
+                } else {
+                    "comprehensive"
+                }),
+            ),
+        ];
+        out.add(geom, f.id as u64, &tags);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
