@@ -12,12 +12,14 @@ export const GRID_STYLE = {
   street:    { line: '#40a9ff', width: 2.4, fill: '#2f7dff', from: 9,  label: [9, 12.5],  text: 16 },
   community: { line: '#8c9eff', width: 1.7, fill: '#6f7dff', from: 11, label: [11, 14.5], text: 14 },
   grid:      { line: '#5fb3b3', width: 1.1, fill: '#3aa6a6', from: 13, label: [13, 16.5], text: 12.5 },
-  micro:     { line: '#4a6a8a', width: 0.7, fill: '#4a6a8a', from: 15, label: [16, 23],   text: 11 },
+  micro:     { line: '#4a6a8a', width: 0.7, fill: '#4a6a8a', from: 15, label: [16.5, 23], text: 11 },
 };
 export const DEDICATED = { line: '#ff7eb3', width: 1.6, from: 13 };
 export const SELECTED = '#ffe066';
 
 export const CAMERA_STATUS = { online: '#00e6a8', offline: '#7b8794', fault: '#ffb300' };
+// Camera clusters with 60 % or less of their cameras online.
+export const CAMERA_SHARE_LOW = '#ff5252';
 
 // National four-colour risk scale: level 1 red … level 4 blue.
 export const RISK_LEVELS = { 1: '#e53935', 2: '#fb8c00', 3: '#fdd835', 4: '#1e88e5' };
@@ -27,6 +29,9 @@ export const EVENT_STATUS = {
   new: '#4fc3f7', dispatched: '#9575cd', processing: '#26c6da', closed: '#607d8b', overdue: '#ff5252',
 };
 export const EVENT_CLUSTER = '#1f6feb';
+// Work-order clusters by the share of open orders that are overdue: none, half, all.
+export const EVENT_CLUSTER_MIXED = '#6a3fb5';
+export const EVENT_CLUSTER_OVERDUE = '#c62846';
 
 // Building tax ramp, 10k CNY per year: [stop, colour].
 export const TAX_RAMP = [

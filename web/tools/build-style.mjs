@@ -112,92 +112,142 @@ layers.push({
   paint: { 'line-color': P.SELECTED, 'line-width': zr(8, 3, 18, 5) },
 });
 
-// ── risks ────────────────────────────────────────────────────────────────
-const riskColor = ['match', ['to-number', ['get', 'level'], 4], 1, P.RISK_LEVELS[1], 2, P.RISK_LEVELS[2], 3, P.RISK_LEVELS[3], P.RISK_LEVELS[4]];
-layers.push({
-  id: 'risks-area', type: 'fill', source: SRC, 'source-layer': 'risks', minzoom: 10, metadata: group('risks'),
-  filter: ['==', ['geometry-type'], 'Polygon'],
-  paint: { 'fill-color': riskColor, 'fill-opacity': 0.28, 'fill-outline-color': riskColor },
-});
-layers.push({
-  id: 'risks-area-line', type: 'line', source: SRC, 'source-layer': 'risks', minzoom: 10, metadata: group('risks'),
-  filter: ['==', ['geometry-type'], 'Polygon'],
-  paint: { 'line-color': riskColor, 'line-width': s(1.5) },
-});
-layers.push({
-  id: 'risks-point', type: 'circle', source: SRC, 'source-layer': 'risks', minzoom: 10, metadata: group('risks'),
-  filter: ['==', ['geometry-type'], 'Point'],
-  layout: { 'circle-sort-key': ['-', 10, ['to-number', ['get', 'level'], 4]] },
-  paint: {
-    'circle-color': riskColor, 'circle-radius': zr(10, 3.5, 16, 8),
-    'circle-stroke-color': 'rgba(255,255,255,0.85)', 'circle-stroke-width': zr(10, 0.6, 16, 1.5),
+// ── point layers. Below a zoom the server sends clusters (cluster=true, count and per-class
+// counts, keys absent when 0); above it the features themselves, names only from z14. ──
+const num = (k) => ['to-number', ['get', k], 0];
+// Clusters of the three point layers come from the same places (the members' centre), so camera
+// and risk clusters are drawn as satellites left and right of the work-order bubble.
+const CAM_OFFSET = [-11, -9];
+const RISK_OFFSET = [11, -9];
+// Counts of work orders always show; camera and risk counts give way when crowded.
+const countLabel = (field, size, color, { always = false, offset = [0, 0] } = {}) => ({
+  layout: {
+    'text-field': ['number-format', field, {}], 'text-font': BOLD, 'text-size': s(size),
+    'text-allow-overlap': always, 'text-padding': s(1), 'text-offset': offset.map((v) => v / size),
   },
+  paint: { 'text-color': color, ...halo },
 });
 
-// ── cameras ──────────────────────────────────────────────────────────────
-layers.push({
-  id: 'cameras', type: 'circle', source: SRC, 'source-layer': 'cameras', minzoom: 11, metadata: group('cameras'),
-  paint: {
-    'circle-color': ['match', ['get', 'status'], 'online', P.CAMERA_STATUS.online, 'fault', P.CAMERA_STATUS.fault, P.CAMERA_STATUS.offline],
-    'circle-radius': zr(11, 2.5, 17, 6),
-    'circle-stroke-color': P.BG, 'circle-stroke-width': s(1),
-  },
-});
-
-// ── addresses ────────────────────────────────────────────────────────────
+// addresses: clusters below z16 (count, households), points from z16
 layers.push({
   id: 'addresses-cluster', type: 'circle', source: SRC, 'source-layer': 'addresses', minzoom: 14, metadata: group('addresses'),
   filter: isCluster,
   paint: {
-    'circle-color': 'rgba(176,190,197,0.18)', 'circle-stroke-color': 'rgba(176,190,197,0.6)', 'circle-stroke-width': s(1),
-    'circle-radius': ['interpolate', ['linear'], ['to-number', ['get', 'count'], 1], 1, s(6), 50, s(11), 500, s(18)],
+    'circle-color': 'rgba(176,190,197,0.14)', 'circle-stroke-color': 'rgba(176,190,197,0.5)', 'circle-stroke-width': s(0.8),
+    'circle-radius': ['interpolate', ['linear'], num('count'), 1, s(4), 30, s(8), 300, s(14)],
   },
 });
 layers.push({
-  id: 'addresses-cluster-count', type: 'symbol', source: SRC, 'source-layer': 'addresses', minzoom: 14, metadata: group('addresses'),
-  filter: isCluster,
-  layout: { 'text-field': ['to-string', ['get', 'count']], 'text-font': REG, 'text-size': s(10), 'text-allow-overlap': true },
-  paint: { 'text-color': '#cfd8dc' },
-});
-layers.push({
-  id: 'addresses', type: 'circle', source: SRC, 'source-layer': 'addresses', minzoom: 14, metadata: group('addresses'),
+  id: 'addresses', type: 'circle', source: SRC, 'source-layer': 'addresses', minzoom: 16, metadata: group('addresses'),
   filter: ['!', isCluster],
-  paint: { 'circle-color': P.ADDRESS, 'circle-opacity': 0.7, 'circle-radius': zr(14, 1.5, 18, 3.5) },
+  paint: { 'circle-color': P.ADDRESS, 'circle-opacity': 0.7, 'circle-radius': zr(16, 2, 19, 4) },
 });
 
-// ── events (work orders) ─────────────────────────────────────────────────
+// risks: clusters below z12 coloured by the most severe level present (l_1 … l_4 counts),
+// points (and construction/flood polygons) from z12
+const riskColor = ['match', ['to-number', ['get', 'level'], 4], 1, P.RISK_LEVELS[1], 2, P.RISK_LEVELS[2], 3, P.RISK_LEVELS[3], P.RISK_LEVELS[4]];
+const worstLevel = ['case', ['has', 'l_1'], 1, ['has', 'l_2'], 2, ['has', 'l_3'], 3, 4];
+const riskClusterColor = ['case', ['has', 'l_1'], P.RISK_LEVELS[1], ['has', 'l_2'], P.RISK_LEVELS[2], ['has', 'l_3'], P.RISK_LEVELS[3], P.RISK_LEVELS[4]];
+layers.push({
+  id: 'risks-area', type: 'fill', source: SRC, 'source-layer': 'risks', minzoom: 12, metadata: group('risks'),
+  filter: ['==', ['geometry-type'], 'Polygon'],
+  paint: { 'fill-color': riskColor, 'fill-opacity': 0.22 },
+});
+layers.push({
+  id: 'risks-area-line', type: 'line', source: SRC, 'source-layer': 'risks', minzoom: 12, metadata: group('risks'),
+  filter: ['==', ['geometry-type'], 'Polygon'],
+  paint: { 'line-color': riskColor, 'line-width': zr(12, 1, 17, 2), 'line-dasharray': [2, 1] },
+});
+
+// cameras: clusters below z13 (s_online, s_offline, s_fault), points from z13
+const camColor = ['match', ['get', 'status'], 'online', P.CAMERA_STATUS.online, 'fault', P.CAMERA_STATUS.fault, P.CAMERA_STATUS.offline];
+// share online: ≥95 % green, 80 % amber, ≤60 % red
+const camShare = ['/', num('s_online'), ['max', num('count'), 1]];
+const camClusterColor = ['interpolate', ['linear'], camShare, 0.6, P.CAMERA_SHARE_LOW, 0.8, P.CAMERA_STATUS.fault, 0.95, P.CAMERA_STATUS.online];
+layers.push({
+  id: 'cameras-cluster', type: 'circle', source: SRC, 'source-layer': 'cameras', minzoom: 11, metadata: group('cameras'),
+  filter: isCluster,
+  layout: { 'circle-sort-key': num('count') },
+  paint: {
+    'circle-color': P.BG, 'circle-opacity': 0.75,
+    'circle-radius': ['interpolate', ['linear'], num('count'), 1, s(4), 10, s(7.5), 40, s(11), 150, s(15)],
+    'circle-stroke-color': camClusterColor, 'circle-stroke-width': s(1.6),
+    'circle-translate': CAM_OFFSET,
+  },
+});
+// online is the norm: small and quiet; offline and faulty cameras stand out
+const camOnline = ['==', ['get', 'status'], 'online'];
+layers.push({
+  id: 'cameras', type: 'circle', source: SRC, 'source-layer': 'cameras', minzoom: 13, metadata: group('cameras'),
+  filter: ['!', isCluster],
+  layout: { 'circle-sort-key': ['match', ['get', 'status'], 'fault', 2, 'offline', 1, 0] },
+  paint: {
+    'circle-color': ['case', camOnline, camColor, P.BG],
+    'circle-opacity': ['case', camOnline, 0.55, 1],
+    'circle-radius': ['interpolate', ['linear'], ['zoom'], 13, ['case', camOnline, s(1.8), s(3.2)], 18, ['case', camOnline, s(4), s(6.5)]],
+    'circle-stroke-color': camColor,
+    'circle-stroke-width': ['interpolate', ['linear'], ['zoom'], 13, ['case', camOnline, 0, s(1.5)], 18, ['case', camOnline, s(1), s(2.5)]],
+  },
+});
+
+layers.push({
+  id: 'risks-cluster', type: 'circle', source: SRC, 'source-layer': 'risks', minzoom: 10, metadata: group('risks'),
+  filter: isCluster,
+  layout: { 'circle-sort-key': ['-', 10, worstLevel] },
+  paint: {
+    'circle-color': riskClusterColor, 'circle-opacity': 0.9,
+    'circle-radius': ['interpolate', ['linear'], num('count'), 1, s(4), 10, s(7.5), 40, s(11), 150, s(15)],
+    'circle-stroke-color': 'rgba(255,255,255,0.75)', 'circle-stroke-width': s(0.8),
+    'circle-translate': RISK_OFFSET,
+  },
+});
+layers.push({
+  id: 'risks-point', type: 'circle', source: SRC, 'source-layer': 'risks', minzoom: 12, metadata: group('risks'),
+  filter: ['all', ['!', isCluster], ['==', ['geometry-type'], 'Point']],
+  layout: { 'circle-sort-key': ['-', 10, ['to-number', ['get', 'level'], 4]] },
+  paint: {
+    'circle-color': riskColor,
+    'circle-radius': ['interpolate', ['linear'], ['zoom'],
+      12, ['match', ['to-number', ['get', 'level'], 4], 1, s(4.5), 2, s(3.5), s(2.2)],
+      17, ['match', ['to-number', ['get', 'level'], 4], 1, s(9), 2, s(8), s(6.5)]],
+    'circle-stroke-color': 'rgba(255,255,255,0.85)',
+    'circle-stroke-width': ['interpolate', ['linear'], ['zoom'], 12, ['match', ['to-number', ['get', 'level'], 4], 1, s(1), 2, s(0.6), 0], 17, s(1.5)],
+  },
+});
+
+// events (work orders): clusters below z16 sized by the open orders (count, open, overdue);
+// clusters of closed orders only are a faint dot. Orders themselves from z16.
 const ev = (st) => P.EVENT_STATUS[st];
+// share of the open orders that are overdue: blue (none) → red (all)
+const overdueShare = ['/', num('overdue'), ['max', num('open'), 1]];
+const overdueRamp = (a, b) => ['interpolate', ['linear'], overdueShare, 0, a, 0.5, P.EVENT_CLUSTER_MIXED, 1, b];
+layers.push({
+  id: 'events-cluster-closed', type: 'circle', source: SRC, 'source-layer': 'events', minzoom: 12, metadata: group('events'),
+  filter: ['all', isCluster, ['<=', num('open'), 0]],
+  paint: { 'circle-color': ev('closed'), 'circle-opacity': 0.45, 'circle-radius': zr(12, 1.8, 16, 3) },
+});
 layers.push({
   id: 'events-cluster', type: 'circle', source: SRC, 'source-layer': 'events', metadata: group('events'),
-  filter: isCluster,
+  filter: ['all', isCluster, ['>', num('open'), 0]],
+  layout: { 'circle-sort-key': num('open') },
   paint: {
-    'circle-color': P.EVENT_CLUSTER, 'circle-opacity': 0.55,
-    'circle-radius': ['interpolate', ['linear'], ['to-number', ['get', 'count'], 1], 1, s(8), 10, s(12), 100, s(18), 1000, s(26), 10000, s(34)],
-    'circle-stroke-color': ['case', ['>', ['to-number', ['get', 'overdue'], 0], 0], ev('overdue'), '#7fb2ff'],
-    'circle-stroke-width': ['case', ['>', ['to-number', ['get', 'overdue'], 0], 0], s(2.5), s(1.2)],
+    'circle-color': overdueRamp(P.EVENT_CLUSTER, P.EVENT_CLUSTER_OVERDUE), 'circle-opacity': 0.72,
+    'circle-radius': ['interpolate', ['linear'], num('open'), 1, s(7), 5, s(9.5), 20, s(13), 80, s(19), 300, s(27)],
+    'circle-stroke-color': overdueRamp('#7fb2ff', ev('overdue')), 'circle-stroke-width': s(1.2),
   },
 });
 layers.push({
-  id: 'events-cluster-count', type: 'symbol', source: SRC, 'source-layer': 'events', metadata: group('events'),
-  filter: isCluster,
-  layout: {
-    'text-field': ['number-format', ['to-number', ['get', 'count'], 0], {}],
-    'text-font': BOLD, 'text-size': s(12), 'text-allow-overlap': true, 'text-ignore-placement': true,
-  },
-  paint: { 'text-color': '#ffffff', ...halo },
-});
-layers.push({
-  id: 'events', type: 'circle', source: SRC, 'source-layer': 'events', minzoom: 14, metadata: group('events'),
+  id: 'events', type: 'circle', source: SRC, 'source-layer': 'events', minzoom: 16, metadata: group('events'),
   filter: ['!', isCluster],
   layout: { 'circle-sort-key': ['match', ['get', 'status'], 'overdue', 5, 'new', 4, 'dispatched', 3, 'processing', 2, 1] },
   paint: {
     'circle-color': ['match', ['get', 'status'], 'new', ev('new'), 'dispatched', ev('dispatched'),
       'processing', ev('processing'), 'overdue', ev('overdue'), ev('closed')],
     'circle-radius': ['interpolate', ['linear'], ['zoom'],
-      14, ['case', ['==', ['get', 'status'], 'closed'], s(2), s(4.5)],
-      18, ['case', ['==', ['get', 'status'], 'closed'], s(3.5), s(7)]],
-    'circle-opacity': ['case', ['==', ['get', 'status'], 'closed'], 0.5, 0.95],
-    'circle-stroke-color': '#ffffff', 'circle-stroke-width': ['case', ['==', ['get', 'status'], 'closed'], 0, s(1)],
+      16, ['case', ['==', ['get', 'status'], 'closed'], s(2.5), s(5.5)],
+      19, ['case', ['==', ['get', 'status'], 'closed'], s(4), s(8)]],
+    'circle-opacity': ['case', ['==', ['get', 'status'], 'closed'], 0.45, 0.95],
+    'circle-stroke-color': '#ffffff', 'circle-stroke-width': ['case', ['==', ['get', 'status'], 'closed'], 0, s(1.2)],
   },
 });
 
@@ -213,7 +263,7 @@ layers.push({
   layout: { 'text-field': ['get', 'name'], 'text-font': REG, 'text-size': s(12) },
   paint: { 'text-color': P.DEDICATED.line, ...halo },
 });
-for (const l of [...P.GRID_LEVELS].reverse()) {
+const gridLabel = (l) => {
   const st = P.GRID_STYLE[l];
   const coarse = l === 'district' || l === 'street';
   layers.push({
@@ -226,7 +276,24 @@ for (const l of [...P.GRID_LEVELS].reverse()) {
     },
     paint: { 'text-color': coarse ? '#e6f7ff' : st.line, ...halo },
   });
-}
+};
+for (const l of ['micro', 'grid', 'community']) gridLabel(l);
+// cluster counts (symbols higher in the list are placed first): over the community and finer
+// grid labels, under the street and district names; small clusters go without a number
+layers.push({
+  id: 'cameras-cluster-count', type: 'symbol', source: SRC, 'source-layer': 'cameras', minzoom: 11, metadata: group('cameras'),
+  filter: ['all', isCluster, ['>=', num('count'), 10]], ...countLabel(num('count'), 9.5, '#e6fff7', { offset: CAM_OFFSET }),
+});
+layers.push({
+  id: 'risks-cluster-count', type: 'symbol', source: SRC, 'source-layer': 'risks', minzoom: 10, metadata: group('risks'),
+  filter: ['all', isCluster, ['>=', num('count'), 10]], ...countLabel(num('count'), 9.5, '#ffffff', { offset: RISK_OFFSET }),
+});
+layers.push({
+  id: 'events-cluster-count', type: 'symbol', source: SRC, 'source-layer': 'events', metadata: group('events'),
+  filter: ['all', isCluster, ['>', num('open'), 0]], ...countLabel(num('open'), 11, '#ffffff', { always: true }),
+});
+
+for (const l of ['street', 'district']) gridLabel(l);
 
 const style = {
   version: 8,
