@@ -251,14 +251,15 @@ layers.push({
   },
 });
 
-// ── labels: roads, then grids from fine to coarse (coarser placed first) ─
+// ── labels: roads, then grids from fine to coarse (coarser placed first). Grid names come from
+// grid_labels, one point per grid in exactly one tile, so a name is drawn once however it is cut. ─
 layers.push({
   id: 'roads-label', type: 'symbol', source: SRC, 'source-layer': 'roads', minzoom: 14, metadata: group('base'),
   layout: { 'symbol-placement': 'line', 'text-field': ['get', 'name'], 'text-font': REG, 'text-size': s(11) },
   paint: { 'text-color': P.BASEMAP.roadLabel, ...halo },
 });
 layers.push({
-  id: 'grids-label-dedicated', type: 'symbol', source: SRC, 'source-layer': 'grids', minzoom: 14, metadata: group('dedicated'),
+  id: 'grids-label-dedicated', type: 'symbol', source: SRC, 'source-layer': 'grid_labels', minzoom: 14, metadata: group('dedicated'),
   filter: ['==', ['get', 'kind'], 'dedicated'],
   layout: { 'text-field': ['get', 'name'], 'text-font': REG, 'text-size': s(12) },
   paint: { 'text-color': P.DEDICATED.line, ...halo },
@@ -267,7 +268,7 @@ const gridLabel = (l) => {
   const st = P.GRID_STYLE[l];
   const coarse = l === 'district' || l === 'street';
   layers.push({
-    id: `grids-label-${l}`, type: 'symbol', source: SRC, 'source-layer': 'grids', metadata: group('grids'),
+    id: `grids-label-${l}`, type: 'symbol', source: SRC, 'source-layer': 'grid_labels', metadata: group('grids'),
     minzoom: Math.max(st.label[0], st.from), maxzoom: st.label[1], filter: levelEq(l),
     layout: {
       'text-field': ['get', 'name'], 'text-font': coarse ? BOLD : REG, 'text-size': s(st.text),
