@@ -30,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => {
             let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-district.gpkg");
             if !p.exists() {
-                let g = onemap::demo::generate(&onemap::demo::Scale::parse("district").ok_or_else(|| anyhow::anyhow!("scale"))?, 1)?;
+                let g = onemap::demo::generate(
+                    &onemap::demo::Scale::parse("district")
+                        .ok_or_else(|| anyhow::anyhow!("scale"))?,
+                    1,
+                )?;
                 let s = GpkgStore::open(&p).await?;
                 onemap::demo::write(&s, g).await?;
                 s.close().await;
@@ -38,12 +42,17 @@ async fn main() -> anyhow::Result<()> {
             p
         }
     };
-    let sample: usize = std::env::var("ONEMAP_BENCH_SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let sample: usize = std::env::var("ONEMAP_BENCH_SAMPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
     let store = GpkgStore::open(&path).await?;
     let cat = Catalog::load(&store).await?;
     let cfg = TileConfig::default();
     let all = resolve_layers(&cat, "all").map_err(anyhow::Error::msg)?;
-    let grids = cat.layer("grids").ok_or_else(|| anyhow::anyhow!("no grids"))?;
+    let grids = cat
+        .layer("grids")
+        .ok_or_else(|| anyhow::anyhow!("no grids"))?;
     let b = grids.bbox.ok_or_else(|| anyhow::anyhow!("empty"))?;
     println!("store {}", path.display());
     println!("zoom  tiles  p50 ms  p99 ms  max ms  mean KB  max KB");
@@ -55,7 +64,9 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         if tiles.len() > sample {
             let step = tiles.len() as f64 / sample as f64;
-            tiles = (0..sample).map(|i| tiles[(i as f64 * step) as usize]).collect();
+            tiles = (0..sample)
+                .map(|i| tiles[(i as f64 * step) as usize])
+                .collect();
         }
         let mut ms = Vec::with_capacity(tiles.len());
         let mut sizes = Vec::with_capacity(tiles.len());

@@ -6,5 +6,6 @@ pub mod demo;
 pub mod import;
 pub mod index;
 pub mod model;
+pub mod query;
 pub mod store;
 pub mod tiles;

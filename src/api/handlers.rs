@@ -274,3 +274,159 @@ pub async fn locate_many(
         .collect();
     Ok(Json(json!({ "results": out })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBody {
+    area: J,
+    layers: Option<Vec<String>>,
+    group_by: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    filter: Option<J>,
+}
+
+/// Features per layer returned by one query page, at most.
+pub const QUERY_MAX_LIMIT: usize = 10_000;
+
+/// `POST /api/query`: what lies inside an area, per layer: count, groups,
+/// and the features themselves (GeoJSON, `limit` per page, `next` cursor).
+pub async fn query(
+    State(st): S,
+    body: Result<Json<QueryBody>, JsonRejection>,
+) -> Result<Json<J>, ApiError> {
+    use crate::query::{Area, GroupBy, default_layers, select};
+    use geo::{BooleanOps, GeodesicArea};
+    let Json(q) = body?;
+    if q.filter.is_some() {
+        return Err(ApiError::bad_request(
+            "filter (CQL2) is not available yet on /api/query; query by area and group instead",
+        ));
+    }
+    let c = st.catalog();
+    let area = Area::parse(&q.area, &c).map_err(ApiError::bad_request)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit > QUERY_MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is above the maximum {QUERY_MAX_LIMIT}"
+        )));
+    }
+    let offset: usize = match q.cursor.as_deref() {
+        None => 0,
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::bad_request(format!("cursor {s:?} is not one this server issued"))
+        })?,
+    };
+    let names = q.layers.unwrap_or_else(|| default_layers(&c));
+    if names.is_empty() {
+        return Err(ApiError::bad_request("layers is empty"));
+    }
+    let group = q.group_by.as_deref().map(GroupBy::parse);
+    let area_poly = area.polygon();
+    let mut out = serde_json::Map::new();
+    let mut total = 0usize;
+    for name in &names {
+        let l = c
+            .layer(name)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown layer {name:?}")))?;
+        if let Some(GroupBy::Property(p)) = &group
+            && l.def.prop_index(p).is_none()
+        {
+            return Err(ApiError::bad_request(format!(
+                "group_by {p:?} is neither a grid level nor a property of layer {name}"
+            )));
+        }
+        let hits = select(l, &area);
+        total += hits.len();
+        let mut entry = serde_json::Map::new();
+        entry.insert("count".into(), json!(hits.len()));
+        if let Some(g) = &group {
+            let mut groups: std::collections::BTreeMap<String, usize> =
+                std::collections::BTreeMap::new();
+            for &i in &hits {
+                let k = g.key(&c, l, i).unwrap_or_else(|| "none".to_string());
+                *groups.entry(k).or_default() += 1;
+            }
+            entry.insert("groups".into(), json!(groups));
+        }
+        let page: Vec<J> = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|&i| {
+                let f = &l.features[i as usize];
+                let mut j = f.to_geojson(&l.def);
+                if name == crate::model::builtin::BUILDINGS {
+                    let poly = match &f.geometry {
+                        geo::Geometry::Polygon(p) => Some(geo::MultiPolygon(vec![p.clone()])),
+                        geo::Geometry::MultiPolygon(m) => Some(m.clone()),
+                        _ => None,
+                    };
+                    if let Some(p) = poly {
+                        let a = p.intersection(&area_poly).geodesic_area_unsigned();
+                        j["properties"]["intersection_area_m2"] = json!((a * 10.0).round() / 10.0);
+                    }
+                }
+                j
+            })
+            .collect();
+        let more = hits.len() > offset + page.len();
+        entry.insert(
+            "features".into(),
+            json!({"type": "FeatureCollection", "features": page}),
+        );
+        entry.insert(
+            "next".into(),
+            if more {
+                json!((offset + limit).to_string())
+            } else {
+                J::Null
+            },
+        );
+        out.insert(name.clone(), J::Object(entry));
+    }
+    Ok(Json(json!({ "total": total, "layers": out })))
+}
+
+#[derive(Deserialize)]
+pub struct NearestQuery {
+    lon: f64,
+    lat: f64,
+    layer: String,
+    k: Option<usize>,
+}
+
+/// Largest `k` for `/api/nearest`.
+pub const NEAREST_MAX_K: usize = 1000;
+
+/// `GET /api/nearest?lon&lat&layer&k`: the k nearest features with
+/// `distance_m` (e.g. the cameras nearest an incident).
+pub async fn nearest(
+    State(st): S,
+    q: Result<Query<NearestQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_lonlat(q.lon, q.lat)?;
+    let k = q.k.unwrap_or(10);
+    if k == 0 || k > NEAREST_MAX_K {
+        return Err(ApiError::bad_request(format!(
+            "k must be 1..={NEAREST_MAX_K}"
+        )));
+    }
+    let c = st.catalog();
+    let l = c
+        .layer(&q.layer)
+        .ok_or_else(|| ApiError::not_found(format!("unknown layer {:?}", q.layer)))?;
+    let found = crate::query::nearest(l, Point::new(q.lon, q.lat), k, |_| true);
+    let features: Vec<J> = found
+        .into_iter()
+        .map(|(i, d)| {
+            let mut j = l.features[i as usize].to_geojson(&l.def);
+            j["properties"]["distance_m"] = json!((d * 100.0).round() / 100.0);
+            j
+        })
+        .collect();
+    Ok(Json(
+        json!({"type": "FeatureCollection", "features": features}),
+    ))
+}

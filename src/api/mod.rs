@@ -100,6 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/locate",
             get(handlers::locate_one).post(handlers::locate_many),
         )
+        .route("/api/query", axum::routing::post(handlers::query))
+        .route("/api/nearest", get(handlers::nearest))
         .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
         .route("/tiles/{file}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))

@@ -1,0 +1,357 @@
+//! Spatial queries: what lies inside an area, and what is nearest a point.
+//!
+//! An [`Area`] is a polygon, a grid, a bbox or a circle (geodesic metres).
+//! Matching rules, the same for every layer:
+//! - a point matches when it is inside the area or on its boundary;
+//! - a line or polygon matches when it intersects the area;
+//! - for a circle, a feature matches when its distance to the centre is at
+//!   most the radius (haversine metres for points; for lines and polygons
+//!   the distance to the nearest point of the shape, in a local metric
+//!   projection around the centre, 0 when the centre is inside).
+//!
+//! The R-tree narrows candidates by envelope; the exact predicate decides.
+
+use crate::index::{Catalog, LayerIndex, NO_GRID};
+use crate::model::{GridLevel, builtin};
+use geo::{
+    BoundingRect, Closest, ClosestPoint, Contains, Coord, Distance, Geometry, Haversine,
+    Intersects, MapCoords, MultiPolygon, Point, Polygon, Rect, Validation,
+};
+
+/// Mean Earth radius used for local metric projections (haversine's).
+const R_EARTH: f64 = 6_371_008.8;
+/// Largest radius accepted, metres.
+pub const MAX_RADIUS_M: f64 = 100_000.0;
+/// Most vertices an area polygon may have.
+pub const MAX_AREA_VERTICES: usize = 100_000;
+
+/// A query area.
+#[derive(Clone, Debug)]
+pub enum Area {
+    Polygon(MultiPolygon),
+    Circle { center: Point, radius_m: f64 },
+}
+
+impl Area {
+    /// Parses the `area` member of a query: a GeoJSON Polygon or
+    /// MultiPolygon, `{"grid": code}`, `{"bbox": [w, s, e, n]}` or
+    /// `{"point": [lon, lat], "radius_m": r}`. Validates everything.
+    pub fn parse(v: &serde_json::Value, cat: &Catalog) -> Result<Area, String> {
+        let obj = v.as_object().ok_or("area must be a JSON object")?;
+        if let Some(code) = obj.get("grid") {
+            let code = code
+                .as_str()
+                .ok_or("area.grid must be a grid code string")?;
+            let (_, node) = cat
+                .grids
+                .get(code)
+                .ok_or_else(|| format!("area.grid: no grid with code {code:?}"))?;
+            return Ok(Area::Polygon(
+                to_multi(&node.geometry).ok_or("that grid has no polygon")?,
+            ));
+        }
+        if let Some(b) = obj.get("bbox") {
+            let a: Vec<f64> = b
+                .as_array()
+                .filter(|a| a.len() == 4)
+                .and_then(|a| a.iter().map(|x| x.as_f64()).collect())
+                .ok_or("area.bbox must be [west, south, east, north]")?;
+            let (w, s, e, n) = (a[0], a[1], a[2], a[3]);
+            check_lonlat(w, s)?;
+            check_lonlat(e, n)?;
+            if w >= e || s >= n {
+                return Err("area.bbox must have west < east and south < north".into());
+            }
+            return Ok(Area::Polygon(MultiPolygon(vec![
+                Rect::new((w, s), (e, n)).to_polygon(),
+            ])));
+        }
+        if let Some(p) = obj.get("point") {
+            let c: Vec<f64> = p
+                .as_array()
+                .filter(|a| a.len() == 2)
+                .and_then(|a| a.iter().map(|x| x.as_f64()).collect())
+                .ok_or("area.point must be [lon, lat]")?;
+            check_lonlat(c[0], c[1])?;
+            let r = obj
+                .get("radius_m")
+                .and_then(|r| r.as_f64())
+                .ok_or("area.radius_m (metres) is required with area.point")?;
+            if !(r > 0.0 && r <= MAX_RADIUS_M) {
+                return Err(format!(
+                    "area.radius_m must be above 0 and at most {MAX_RADIUS_M} metres"
+                ));
+            }
+            return Ok(Area::Circle {
+                center: Point::new(c[0], c[1]),
+                radius_m: r,
+            });
+        }
+        match obj.get("type").and_then(|t| t.as_str()) {
+            Some("Polygon") | Some("MultiPolygon") => {
+                let g = geojson::Geometry::from_json_value(v.clone())
+                    .map_err(|e| format!("area is not valid GeoJSON: {e}"))?;
+                let g = Geometry::try_from(g.value).map_err(|e| format!("area: {e}"))?;
+                let m = to_multi(&g).ok_or("area must be a Polygon or MultiPolygon")?;
+                let n: usize = geo::CoordsIter::coords_count(&m);
+                if n > MAX_AREA_VERTICES {
+                    return Err(format!("area has {n} vertices; at most {MAX_AREA_VERTICES}"));
+                }
+                for c in geo::CoordsIter::coords_iter(&m) {
+                    check_lonlat(c.x, c.y)?;
+                }
+                if let Err(e) = m.check_validation() {
+                    return Err(format!("area is not a valid polygon: {e}"));
+                }
+                Ok(Area::Polygon(m))
+            }
+            Some(t) => Err(format!("area of type {t:?} is not supported: use a Polygon or MultiPolygon")),
+            None => Err("area must be a GeoJSON Polygon/MultiPolygon, {\"grid\": code}, {\"bbox\": [...]} or {\"point\": [...], \"radius_m\": r}".into()),
+        }
+    }
+
+    /// A rectangle holding the area (for the R-tree).
+    pub fn envelope(&self) -> Option<Rect> {
+        match self {
+            Area::Polygon(m) => m.bounding_rect(),
+            Area::Circle { center, radius_m } => {
+                let dlat = (radius_m / R_EARTH).to_degrees();
+                let coslat = center.y().to_radians().cos().max(1e-6);
+                let dlon = (dlat / coslat).min(180.0);
+                Some(Rect::new(
+                    (center.x() - dlon, (center.y() - dlat).max(-90.0)),
+                    (center.x() + dlon, (center.y() + dlat).min(90.0)),
+                ))
+            }
+        }
+    }
+
+    /// Does a feature's geometry match (see the module docs)?
+    pub fn matches(&self, g: &Geometry) -> bool {
+        match self {
+            Area::Polygon(m) => match g {
+                Geometry::Point(p) => m.intersects(p),
+                other => m.intersects(other),
+            },
+            Area::Circle { center, radius_m } => match g {
+                Geometry::Point(p) => Haversine.distance(*center, *p) <= *radius_m,
+                other => local_distance_m(*center, other) <= *radius_m,
+            },
+        }
+    }
+
+    /// The area as a polygon (circles approximated by 128 segments), for
+    /// intersection areas.
+    pub fn polygon(&self) -> MultiPolygon {
+        match self {
+            Area::Polygon(m) => m.clone(),
+            Area::Circle { center, radius_m } => {
+                let ring: Vec<Coord> = (0..=128)
+                    .map(|i| {
+                        let a = i as f64 / 128.0 * std::f64::consts::TAU;
+                        let (dx, dy) = (radius_m * a.cos(), radius_m * a.sin());
+                        from_local(*center, dx, dy)
+                    })
+                    .collect();
+                MultiPolygon(vec![Polygon::new(geo::LineString(ring), vec![])])
+            }
+        }
+    }
+}
+
+fn check_lonlat(lon: f64, lat: f64) -> Result<(), String> {
+    if lon.is_finite()
+        && lat.is_finite()
+        && (-180.0..=180.0).contains(&lon)
+        && (-90.0..=90.0).contains(&lat)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "coordinate ({lon}, {lat}) is out of range (WGS84 lon/lat expected)"
+        ))
+    }
+}
+
+fn to_multi(g: &Geometry) -> Option<MultiPolygon> {
+    match g {
+        Geometry::Polygon(p) => Some(MultiPolygon(vec![p.clone()])),
+        Geometry::MultiPolygon(m) => Some(m.clone()),
+        Geometry::Rect(r) => Some(MultiPolygon(vec![r.to_polygon()])),
+        _ => None,
+    }
+}
+
+/// Projects to metres around `c` (equirectangular, exact enough within the
+/// 100 km radius limit).
+fn to_local(c: Point, p: Coord) -> Coord {
+    let k = c.y().to_radians().cos();
+    Coord {
+        x: (p.x - c.x()).to_radians() * R_EARTH * k,
+        y: (p.y - c.y()).to_radians() * R_EARTH,
+    }
+}
+
+fn from_local(c: Point, dx: f64, dy: f64) -> Coord {
+    let k = c.y().to_radians().cos().max(1e-9);
+    Coord {
+        x: c.x() + (dx / (R_EARTH * k)).to_degrees(),
+        y: c.y() + (dy / R_EARTH).to_degrees(),
+    }
+}
+
+/// Distance from `c` to a shape, metres, in the local projection.
+pub fn local_distance_m(c: Point, g: &Geometry) -> f64 {
+    let local: Geometry = g.map_coords(|p| to_local(c, p));
+    let origin = Point::new(0.0, 0.0);
+    if matches!(&local, Geometry::Polygon(_) | Geometry::MultiPolygon(_)) && local.contains(&origin)
+    {
+        return 0.0;
+    }
+    match local.closest_point(&origin) {
+        Closest::Intersection(_) => 0.0,
+        Closest::SinglePoint(p) => p.x().hypot(p.y()),
+        Closest::Indeterminate => f64::INFINITY,
+    }
+}
+
+/// The indexes of a layer's features that match `area`, ascending.
+pub fn select(layer: &LayerIndex, area: &Area) -> Vec<u32> {
+    let Some(env) = area.envelope() else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = layer
+        .in_rect(env)
+        .filter(|&i| area.matches(&layer.features[i as usize].geometry))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// How to group matches: by a property's value or by the grid of a level.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GroupBy {
+    Property(String),
+    Level(GridLevel),
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> GroupBy {
+        match GridLevel::parse(s) {
+            Some(l) => GroupBy::Level(l),
+            None => GroupBy::Property(s.to_string()),
+        }
+    }
+
+    /// The group key of feature `i` of `layer` (None: the layer has no such
+    /// property, or the feature lies in no grid of that level).
+    pub fn key(&self, cat: &Catalog, layer: &LayerIndex, i: u32) -> Option<String> {
+        match self {
+            GroupBy::Property(p) => {
+                let k = layer.def.prop_index(p)?;
+                Some(match &layer.features[i as usize].properties[k] {
+                    crate::model::Value::Null => "null".to_string(),
+                    crate::model::Value::Text(s) => s.to_string(),
+                    v => v.to_json().to_string(),
+                })
+            }
+            GroupBy::Level(level) => {
+                let n = *layer.grid_of.get(i as usize)?;
+                if n == NO_GRID {
+                    return None;
+                }
+                let code = &cat.grids.nodes[n as usize].code;
+                code.ancestor(*level).map(|c| c.to_string())
+            }
+        }
+    }
+}
+
+/// The layers a query looks at when it names none: every layer but the
+/// grids themselves and the map context.
+pub fn default_layers(cat: &Catalog) -> Vec<String> {
+    cat.layers
+        .iter()
+        .map(|l| l.def.name.clone())
+        .filter(|n| n != builtin::GRIDS && n != builtin::ROADS && n != builtin::WATER)
+        .collect()
+}
+
+/// The `k` features of `layer` nearest `p`, with haversine distances in
+/// metres (to the nearest point of lines and polygons), nearest first.
+pub fn nearest(
+    layer: &LayerIndex,
+    p: Point,
+    k: usize,
+    keep: impl Fn(u32) -> bool,
+) -> Vec<(u32, f64)> {
+    let mut best: Vec<(u32, f64)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    // Candidates come by envelope distance in degrees; a degree of
+    // latitude is at least 110.5 km and one of longitude at least
+    // 111.3 km × cos(latitude), so once the lower bound in metres passes
+    // the k-th best distance nothing nearer can follow.
+    for e in layer
+        .tree
+        .nearest_neighbor_iter_with_distance_2(&[p.x(), p.y()])
+    {
+        let (entry, d2) = e;
+        let d_deg = d2.sqrt();
+        if best.len() == k {
+            let worst = best[k - 1].1;
+            let lat = (p.y().abs() + d_deg).min(89.9);
+            let lower = d_deg * 110_500.0 * lat.to_radians().cos();
+            if lower > worst {
+                break;
+            }
+        }
+        let i = entry.data;
+        if !keep(i) {
+            continue;
+        }
+        let g = &layer.features[i as usize].geometry;
+        let d = match g {
+            Geometry::Point(q) => Haversine.distance(p, *q),
+            other => local_distance_m(p, other),
+        };
+        let pos = best.partition_point(|(j, b)| (*b, *j) < (d, i));
+        if pos < k {
+            best.insert(pos, (i, d));
+            best.truncate(k);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_distance_is_close_to_haversine() {
+        let c = Point::new(112.95, 28.2);
+        let q = Point::new(112.96, 28.21);
+        let h = Haversine.distance(c, q);
+        let l = local_distance_m(c, &Geometry::Point(q));
+        assert!((h - l).abs() / h < 1e-3, "{h} vs {l}");
+    }
+
+    #[test]
+    fn circle_envelope_holds_the_circle() {
+        let a = Area::Circle {
+            center: Point::new(112.95, 28.2),
+            radius_m: 1000.0,
+        };
+        let env = a.envelope().unwrap();
+        for c in a.polygon().0[0].exterior().0.iter() {
+            assert!(
+                env.min().x <= c.x
+                    && c.x <= env.max().x
+                    && env.min().y <= c.y
+                    && c.y <= env.max().y
+            );
+        }
+    }
+}

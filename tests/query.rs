@@ -1,0 +1,480 @@
+//! `/api/query` and `/api/nearest` against a brute-force oracle over every
+//! feature read back from the store.
+
+mod common;
+
+use geo::{Distance, Geometry, Haversine, Intersects, LineString, Point, Polygon, Rect};
+use onemap::demo::rng::Rng;
+use onemap::model::{Feature, builtin};
+use onemap::store::Store;
+use serde_json::{Value as J, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const LAYERS: [&str; 5] = [
+    builtin::ADDRESSES,
+    builtin::CAMERAS,
+    builtin::RISKS,
+    builtin::BUILDINGS,
+    builtin::EVENTS,
+];
+
+async fn post(srv: &common::TestServer, body: J) -> reqwest::Response {
+    srv.client
+        .post(format!("{}/api/query", srv.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// All ids per layer a query returns, following `next` cursors.
+async fn ids(srv: &common::TestServer, area: &J) -> BTreeMap<String, BTreeSet<i64>> {
+    let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body = json!({"area": area, "layers": LAYERS, "limit": 5000});
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let r = post(srv, body).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let j: J = r.json().await.unwrap();
+        let mut next = None;
+        for l in LAYERS {
+            let e = &j["layers"][l];
+            let set = out.entry(l.to_string()).or_default();
+            for f in e["features"]["features"].as_array().unwrap() {
+                assert!(
+                    set.insert(f["id"].as_i64().unwrap()),
+                    "duplicate across pages"
+                );
+            }
+            if let Some(n) = e["next"].as_str() {
+                next = Some(n.to_string());
+            }
+            if cursor.is_none() {
+                assert!(e["count"].as_u64().unwrap() as usize >= set.len());
+            }
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    out
+}
+
+/// GeoJSON for a polygon, written with serde_json (exact round trip of
+/// every coordinate, which boundary tests depend on).
+fn poly_json(polys: &[Polygon]) -> J {
+    let ring = |l: &LineString| -> J { J::Array(l.0.iter().map(|c| json!([c.x, c.y])).collect()) };
+    let rings = |p: &Polygon| -> J {
+        let mut v = vec![ring(p.exterior())];
+        v.extend(p.interiors().iter().map(ring));
+        J::Array(v)
+    };
+    if polys.len() == 1 {
+        json!({"type": "Polygon", "coordinates": rings(&polys[0])})
+    } else {
+        json!({"type": "MultiPolygon", "coordinates": J::Array(polys.iter().map(rings).collect())})
+    }
+}
+
+fn oracle(
+    all: &BTreeMap<String, Vec<Feature>>,
+    pred: impl Fn(&Geometry) -> bool,
+) -> BTreeMap<String, BTreeSet<i64>> {
+    all.iter()
+        .map(|(l, fs)| {
+            (
+                l.clone(),
+                fs.iter()
+                    .filter(|f| pred(&f.geometry))
+                    .map(|f| f.id)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn star(rng: &mut Rng, c: (f64, f64), r: f64, hole: bool) -> Polygon {
+    let n = rng.int(5, 14) as usize;
+    let ring: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            let a = i as f64 / n as f64 * std::f64::consts::TAU;
+            let rr = r * rng.range(0.5, 1.0);
+            (c.0 + rr * a.cos(), c.1 + rr * a.sin())
+        })
+        .collect();
+    let mut ext: Vec<geo::Coord> = ring
+        .iter()
+        .map(|&(x, y)| geo::coord! {x: x, y: y})
+        .collect();
+    ext.push(ext[0]);
+    let holes = if hole {
+        let h = r * 0.2;
+        vec![LineString::from(vec![
+            (c.0 - h, c.1 - h),
+            (c.0 - h, c.1 + h),
+            (c.0 + h, c.1 + h),
+            (c.0 + h, c.1 - h),
+            (c.0 - h, c.1 - h),
+        ])]
+    } else {
+        vec![]
+    };
+    Polygon::new(LineString(ext), holes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_matches_brute_force() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 11).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let mut all = BTreeMap::new();
+    for l in LAYERS {
+        all.insert(l.to_string(), store.load_layer(l).await.unwrap());
+    }
+    let grids = store.load_layer(builtin::GRIDS).await.unwrap();
+    let gd = builtin::layer(builtin::GRIDS).unwrap();
+    let bbox = geo::BoundingRect::bounding_rect(&grids[0].geometry).unwrap();
+    let mut rng = Rng::new(42, "query-test");
+    let mut nonempty = 0;
+
+    // Random polygons, some with holes.
+    for k in 0..12 {
+        let c = (
+            rng.range(bbox.min().x, bbox.max().x),
+            rng.range(bbox.min().y, bbox.max().y),
+        );
+        let r = rng.range(0.002, 0.02);
+        let p = star(&mut rng, c, r, k % 3 == 0);
+        let got = ids(&srv, &poly_json(std::slice::from_ref(&p))).await;
+        let want = oracle(&all, |g| match g {
+            Geometry::Point(q) => p.intersects(q),
+            g => p.intersects(g),
+        });
+        assert_eq!(got, want, "polygon {k}");
+        nonempty += usize::from(want.values().any(|s| !s.is_empty()));
+    }
+    // Random bboxes.
+    for k in 0..6 {
+        let (x, y) = (
+            rng.range(bbox.min().x, bbox.max().x),
+            rng.range(bbox.min().y, bbox.max().y),
+        );
+        let (w, h) = (rng.range(0.001, 0.02), rng.range(0.001, 0.02));
+        let r = Rect::new((x, y), (x + w, y + h));
+        let got = ids(&srv, &json!({"bbox": [x, y, x + w, y + h]})).await;
+        let poly = r.to_polygon();
+        let want = oracle(&all, |g| poly.intersects(g));
+        assert_eq!(got, want, "bbox {k}");
+    }
+    // Random radii around random points (haversine metres for points).
+    for k in 0..6 {
+        let c = Point::new(
+            rng.range(bbox.min().x, bbox.max().x),
+            rng.range(bbox.min().y, bbox.max().y),
+        );
+        let r = rng.range(50.0, 1500.0);
+        let got = ids(&srv, &json!({"point": [c.x(), c.y()], "radius_m": r})).await;
+        for l in [builtin::ADDRESSES, builtin::CAMERAS, builtin::EVENTS] {
+            let want: BTreeSet<i64> = all[l]
+                .iter()
+                .filter(
+                    |f| matches!(f.geometry, Geometry::Point(q) if Haversine.distance(c, q) <= r),
+                )
+                .map(|f| f.id)
+                .collect();
+            assert_eq!(got[l], want, "radius {k} {l}");
+        }
+    }
+    // Grids: brute force by geometry, and by the stored grid code prefix.
+    for level in ["street", "community", "grid", "micro"] {
+        let g = grids
+            .iter()
+            .find(|g| g.get(&gd, "level").and_then(|v| v.as_str()) == Some(level))
+            .unwrap();
+        let code = g.get(&gd, "code").unwrap().as_str().unwrap();
+        let got = ids(&srv, &json!({"grid": code})).await;
+        let want = oracle(&all, |x| g.geometry.intersects(x));
+        assert_eq!(got, want, "grid {code}");
+        let ad = builtin::layer(builtin::ADDRESSES).unwrap();
+        let by_code: BTreeSet<i64> = all[builtin::ADDRESSES]
+            .iter()
+            .filter(|f| {
+                f.get(&ad, "grid")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|s| s.starts_with(code))
+            })
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(
+            got[builtin::ADDRESSES],
+            by_code,
+            "addresses of {code} by code"
+        );
+    }
+    assert!(nonempty >= 6, "too many empty random areas");
+
+    // A point exactly on the boundary counts: a square whose bottom edge
+    // runs through a camera, and a triangle with a camera as a vertex.
+    let cam = &all[builtin::CAMERAS][3];
+    let Geometry::Point(p) = cam.geometry else {
+        panic!()
+    };
+    let sq = Polygon::new(
+        LineString::from(vec![
+            (p.x() - 0.001, p.y()),
+            (p.x() + 0.001, p.y()),
+            (p.x() + 0.001, p.y() + 0.001),
+            (p.x() - 0.001, p.y() + 0.001),
+            (p.x() - 0.001, p.y()),
+        ]),
+        vec![],
+    );
+    let tri = Polygon::new(
+        LineString::from(vec![
+            (p.x(), p.y()),
+            (p.x() + 0.001, p.y() + 0.0005),
+            (p.x() + 0.001, p.y() - 0.0005),
+            (p.x(), p.y()),
+        ]),
+        vec![],
+    );
+    for (which, poly) in [("square", sq), ("triangle", tri)] {
+        let area = poly_json(std::slice::from_ref(&poly));
+        let got = ids(&srv, &area).await;
+        assert!(
+            got[builtin::CAMERAS].contains(&cam.id),
+            "camera {} ({:?}) on the {which}'s boundary missed: {area} got {:?}",
+            cam.id,
+            cam.geometry,
+            got[builtin::CAMERAS]
+        );
+    }
+    // A hole excludes what it holds.
+    let outer = Rect::new(
+        (p.x() - 0.002, p.y() - 0.002),
+        (p.x() + 0.002, p.y() + 0.002),
+    )
+    .to_polygon();
+    let hole = Rect::new(
+        (p.x() - 0.0005, p.y() - 0.0005),
+        (p.x() + 0.0005, p.y() + 0.0005),
+    )
+    .to_polygon();
+    let holed = Polygon::new(outer.exterior().clone(), vec![hole.exterior().clone()]);
+    let area = poly_json(&[holed, Rect::new((0.0, 0.0), (0.001, 0.001)).to_polygon()]);
+    assert!(!ids(&srv, &area).await[builtin::CAMERAS].contains(&cam.id));
+
+    // Groups: by category and by street add up to the count.
+    let r = post(&srv, json!({"area": {"bbox": [bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y]}, "layers": ["events"], "group_by": "category", "limit": 0})).await;
+    let j: J = r.json().await.unwrap();
+    let e = &j["layers"]["events"];
+    let sum: u64 = e["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, e["count"].as_u64().unwrap());
+    assert!(e["groups"].as_object().unwrap().len() > 3);
+    assert!(e["features"]["features"].as_array().unwrap().is_empty());
+    let r = post(&srv, json!({"area": {"bbox": [bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y]}, "layers": ["addresses"], "group_by": "street", "limit": 0})).await;
+    let j: J = r.json().await.unwrap();
+    for (code, n) in j["layers"]["addresses"]["groups"].as_object().unwrap() {
+        assert_eq!(code.len(), 9, "street code {code}");
+        let ad = builtin::layer(builtin::ADDRESSES).unwrap();
+        let want = all[builtin::ADDRESSES]
+            .iter()
+            .filter(|f| {
+                f.get(&ad, "grid")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|s| s.starts_with(code.as_str()))
+            })
+            .count();
+        assert_eq!(n.as_u64().unwrap() as usize, want, "street {code}");
+    }
+
+    // Buildings carry the area inside the query area.
+    let b = &all[builtin::BUILDINGS][0];
+    let bb = geo::BoundingRect::bounding_rect(&b.geometry).unwrap();
+    let half = Rect::new((bb.min().x, bb.min().y), (bb.center().x, bb.max().y));
+    let r = post(&srv, json!({"area": {"bbox": [half.min().x, half.min().y, half.max().x, half.max().y]}, "layers": ["buildings"]})).await;
+    let j: J = r.json().await.unwrap();
+    let f = j["layers"]["buildings"]["features"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == b.id)
+        .unwrap();
+    let part = f["properties"]["intersection_area_m2"].as_f64().unwrap();
+    let whole = geo::GeodesicArea::geodesic_area_unsigned(&b.geometry);
+    assert!(
+        part > 0.05 * whole && part < 0.95 * whole,
+        "{part} of {whole}"
+    );
+    srv.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nearest_matches_brute_force() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 12).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let mut rng = Rng::new(9, "nearest-test");
+    for layer in [builtin::CAMERAS, builtin::BUILDINGS, builtin::RISKS] {
+        let fs = store.load_layer(layer).await.unwrap();
+        let bbox = geo::BoundingRect::bounding_rect(&geo::GeometryCollection(
+            fs.iter().map(|f| f.geometry.clone()).collect(),
+        ))
+        .unwrap();
+        for _ in 0..5 {
+            let p = Point::new(
+                rng.range(bbox.min().x, bbox.max().x),
+                rng.range(bbox.min().y, bbox.max().y),
+            );
+            let k = rng.int(1, 12) as usize;
+            let (s, j) = srv
+                .get_json(&format!(
+                    "/api/nearest?lon={}&lat={}&layer={layer}&k={k}",
+                    p.x(),
+                    p.y()
+                ))
+                .await;
+            assert_eq!(s, 200);
+            let got: Vec<(i64, f64)> = j["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["id"].as_i64().unwrap(),
+                        f["properties"]["distance_m"].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            let mut want: Vec<(i64, f64)> = fs
+                .iter()
+                .map(|f| {
+                    let d = match f.geometry {
+                        Geometry::Point(q) => Haversine.distance(p, q),
+                        ref g => onemap::query::local_distance_m(p, g),
+                    };
+                    (f.id, d)
+                })
+                .collect();
+            want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            want.truncate(k);
+            assert_eq!(got.len(), k);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g.1 - w.1).abs() < 0.02,
+                    "{layer}: distance {} vs {}",
+                    g.1,
+                    w.1
+                );
+            }
+            let gi: Vec<i64> = got.iter().map(|g| g.0).collect();
+            let wi: Vec<i64> = want.iter().map(|w| w.0).collect();
+            assert_eq!(gi, wi, "{layer} nearest to {p:?}");
+        }
+    }
+    srv.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_queries_are_400_naming_the_fault() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 13).await;
+    let seq = store.last_seq().await.unwrap();
+    let srv = common::serve(store.clone(), common::config()).await;
+    let bowtie = json!({"type": "Polygon", "coordinates": [[[112.9, 28.2], [112.91, 28.21], [112.91, 28.2], [112.9, 28.21], [112.9, 28.2]]]});
+    let huge: Vec<[f64; 2]> = (0..100_001)
+        .map(|i| {
+            let a = i as f64 / 100_001.0 * std::f64::consts::TAU;
+            [112.9 + 0.01 * a.cos(), 28.2 + 0.01 * a.sin()]
+        })
+        .collect();
+    let mut huge_ring = huge.clone();
+    huge_ring.push(huge[0]);
+    for (body, expect) in [
+        (
+            json!({"area": {"type": "Polygon", "coordinates": [[[1, 2]]]}}),
+            "area",
+        ),
+        (json!({"area": bowtie}), "not a valid polygon"),
+        (
+            json!({"area": {"type": "Polygon", "coordinates": [huge_ring]}}),
+            "vertices",
+        ),
+        (
+            json!({"area": {"point": [112.9, 28.2], "radius_m": 0}}),
+            "radius_m",
+        ),
+        (
+            json!({"area": {"point": [112.9, 28.2], "radius_m": -5}}),
+            "radius_m",
+        ),
+        (
+            json!({"area": {"point": [112.9, 28.2], "radius_m": 1e9}}),
+            "radius_m",
+        ),
+        (json!({"area": {"point": [112.9, 28.2]}}), "radius_m"),
+        (
+            json!({"area": {"point": [512.9, 28.2], "radius_m": 10}}),
+            "out of range",
+        ),
+        (json!({"area": {"bbox": [113, 28, 112, 29]}}), "west < east"),
+        (json!({"area": {"grid": "990101999"}}), "no grid"),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["nope"]}),
+            "unknown layer",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "limit": 10001}),
+            "limit",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "cursor": "x"}),
+            "cursor",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "group_by": "colour"}),
+            "group_by",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "filter": "status = 'online'"}),
+            "filter",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "colour": 1}),
+            "unknown field",
+        ),
+        (json!({"layers": ["cameras"]}), "area"),
+        (
+            json!({"area": {"type": "LineString", "coordinates": [[1, 2], [3, 4]]}}),
+            "LineString",
+        ),
+    ] {
+        let r = post(&srv, body.clone()).await;
+        let d = common::expect_problem(r, 400).await;
+        let detail = d["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(expect),
+            "{body}: {detail:?} does not name {expect:?}"
+        );
+    }
+    for (path, status) in [
+        ("/api/nearest?lon=112.9&lat=28.2&layer=nope", 404),
+        ("/api/nearest?lon=112.9&lat=28.2&layer=cameras&k=0", 400),
+        ("/api/nearest?lon=112.9&lat=28.2&layer=cameras&k=5000", 400),
+        ("/api/nearest?lon=912.9&lat=28.2&layer=cameras", 400),
+        ("/api/nearest?lat=28.2&layer=cameras", 400),
+    ] {
+        common::expect_problem(srv.get(path).await, status).await;
+    }
+    assert_eq!(store.last_seq().await.unwrap(), seq);
+    srv.running.stop().await.unwrap();
+}
