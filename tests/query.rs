@@ -478,3 +478,121 @@ async fn bad_queries_are_400_naming_the_fault() {
     assert_eq!(store.last_seq().await.unwrap(), seq);
     srv.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_stream_the_same_rows_as_the_query() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 14).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let grids = store.load_layer(builtin::GRIDS).await.unwrap();
+    let bbox = geo::BoundingRect::bounding_rect(&grids[0].geometry).unwrap();
+    let area = json!({"bbox": [bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y]});
+    let count = |j: &J, l: &str| j["layers"][l]["count"].as_u64().unwrap() as usize;
+    let r = post(
+        &srv,
+        json!({"area": area, "layers": ["addresses", "cameras"], "limit": 0}),
+    )
+    .await;
+    let q: J = r.json().await.unwrap();
+    let n_addr = count(&q, "addresses");
+    assert!(n_addr > 2000, "{n_addr}: want more than one chunk");
+
+    // CSV: a BOM, a header, one row per match, Chinese text intact.
+    let enc = |v: &J| url_escape(&v.to_string());
+    let r = srv
+        .get(&format!(
+            "/api/query.csv?q={}",
+            enc(&json!({"area": area, "layers": ["addresses"]}))
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("onemap-addresses.csv")
+    );
+    let body = r.bytes().await.unwrap();
+    assert!(body.starts_with("\u{feff}".as_bytes()), "no BOM");
+    let mut rdr = csv::Reader::from_reader(&body[3..]);
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..3], ["id", "lon", "lat"]);
+    assert!(header.contains(&"address".to_string()) && header.contains(&"micro_code".to_string()));
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), n_addr);
+    let ai = header.iter().position(|h| h == "address").unwrap();
+    assert!(
+        rows[0][ai]
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "{}",
+        &rows[0][ai]
+    );
+    let ids: BTreeSet<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(ids.len(), n_addr);
+
+    // GeoJSON: every match of every layer, each with its layer.
+    let r = srv
+        .get(&format!(
+            "/api/query.geojson?q={}",
+            enc(&json!({"area": area, "layers": ["addresses", "cameras"]}))
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/geo+json");
+    let fc: J = r.json().await.unwrap();
+    let feats = fc["features"].as_array().unwrap();
+    assert_eq!(feats.len(), n_addr + count(&q, "cameras"));
+    assert!(feats.iter().all(|f| {
+        f["properties"]["layer"].is_string()
+            && f["properties"]["micro_code"]
+                .as_str()
+                .is_some_and(|c| c.len() == 19)
+    }));
+    // An empty answer is still a valid document.
+    let r = srv
+        .get(&format!(
+            "/api/query.geojson?q={}",
+            enc(&json!({"area": {"bbox": [0, 0, 0.1, 0.1]}}))
+        ))
+        .await;
+    let fc: J = r.json().await.unwrap();
+    assert_eq!(fc["features"].as_array().unwrap().len(), 0);
+
+    // Bad exports: 400 naming the fault.
+    for (path, expect) in [
+        ("/api/query.csv".to_string(), "q="),
+        ("/api/query.csv?q=notjson".to_string(), "not a valid query"),
+        (
+            format!("/api/query.csv?q={}", enc(&json!({"area": area}))),
+            "one layer",
+        ),
+        (
+            format!(
+                "/api/query.geojson?q={}",
+                enc(&json!({"area": {"point": [1, 2], "radius_m": -1}}))
+            ),
+            "radius_m",
+        ),
+    ] {
+        let d = common::expect_problem(srv.get(&path).await, 400).await;
+        assert!(
+            d["detail"].as_str().unwrap().contains(expect),
+            "{path}: {}",
+            d["detail"]
+        );
+    }
+    srv.running.stop().await.unwrap();
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

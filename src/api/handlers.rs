@@ -275,72 +275,29 @@ pub async fn locate_many(
     Ok(Json(json!({ "results": out })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryBody {
-    area: J,
-    layers: Option<Vec<String>>,
-    group_by: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-    filter: Option<J>,
-}
-
-/// Features per layer returned by one query page, at most.
-pub const QUERY_MAX_LIMIT: usize = 10_000;
-
 /// `POST /api/query`: what lies inside an area, per layer: count, groups,
 /// and the features themselves (GeoJSON, `limit` per page, `next` cursor).
 pub async fn query(
     State(st): S,
-    body: Result<Json<QueryBody>, JsonRejection>,
+    body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
-    use crate::query::{Area, GroupBy, default_layers, select};
+    use crate::query::select;
     use geo::{BooleanOps, GeodesicArea};
     let Json(q) = body?;
-    if q.filter.is_some() {
-        return Err(ApiError::bad_request(
-            "filter (CQL2) is not available yet on /api/query; query by area and group instead",
-        ));
-    }
     let c = st.catalog();
-    let area = Area::parse(&q.area, &c).map_err(ApiError::bad_request)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit > QUERY_MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is above the maximum {QUERY_MAX_LIMIT}"
-        )));
-    }
-    let offset: usize = match q.cursor.as_deref() {
-        None => 0,
-        Some(s) => s.parse().map_err(|_| {
-            ApiError::bad_request(format!("cursor {s:?} is not one this server issued"))
-        })?,
-    };
-    let names = q.layers.unwrap_or_else(|| default_layers(&c));
-    if names.is_empty() {
-        return Err(ApiError::bad_request("layers is empty"));
-    }
-    let group = q.group_by.as_deref().map(GroupBy::parse);
-    let area_poly = area.polygon();
+    let plan = q.plan(&c).map_err(ApiError::bad_request)?;
+    let area_poly = plan.area.polygon();
     let mut out = serde_json::Map::new();
     let mut total = 0usize;
-    for name in &names {
+    for name in &plan.layers {
         let l = c
             .layer(name)
             .ok_or_else(|| ApiError::bad_request(format!("unknown layer {name:?}")))?;
-        if let Some(GroupBy::Property(p)) = &group
-            && l.def.prop_index(p).is_none()
-        {
-            return Err(ApiError::bad_request(format!(
-                "group_by {p:?} is neither a grid level nor a property of layer {name}"
-            )));
-        }
-        let hits = select(l, &area);
+        let hits = select(l, &plan.area);
         total += hits.len();
         let mut entry = serde_json::Map::new();
         entry.insert("count".into(), json!(hits.len()));
-        if let Some(g) = &group {
+        if let Some(g) = &plan.group {
             let mut groups: std::collections::BTreeMap<String, usize> =
                 std::collections::BTreeMap::new();
             for &i in &hits {
@@ -351,8 +308,8 @@ pub async fn query(
         }
         let page: Vec<J> = hits
             .iter()
-            .skip(offset)
-            .take(limit)
+            .skip(plan.offset)
+            .take(plan.limit)
             .map(|&i| {
                 let f = &l.features[i as usize];
                 let mut j = f.to_geojson(&l.def);
@@ -370,7 +327,7 @@ pub async fn query(
                 j
             })
             .collect();
-        let more = hits.len() > offset + page.len();
+        let more = hits.len() > plan.offset + page.len();
         entry.insert(
             "features".into(),
             json!({"type": "FeatureCollection", "features": page}),
@@ -378,7 +335,7 @@ pub async fn query(
         entry.insert(
             "next".into(),
             if more {
-                json!((offset + limit).to_string())
+                json!((plan.offset + plan.limit).to_string())
             } else {
                 J::Null
             },

@@ -5,6 +5,7 @@
 //! body-size limit, panic → 500, and problem JSON for every error.
 
 pub mod error;
+mod export;
 mod handlers;
 pub mod tiles;
 
@@ -102,6 +103,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/query", axum::routing::post(handlers::query))
         .route("/api/nearest", get(handlers::nearest))
+        .route("/api/query.csv", get(export::csv))
+        .route("/api/query.geojson", get(export::geojson))
         .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
         .route("/tiles/{file}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))

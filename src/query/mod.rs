@@ -325,6 +325,78 @@ pub fn nearest(
     best
 }
 
+/// A query as clients send it (the body of `POST /api/query`, or the `q=`
+/// of an export).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub area: serde_json::Value,
+    pub layers: Option<Vec<String>>,
+    pub group_by: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub filter: Option<serde_json::Value>,
+}
+
+/// Features per layer in one page of answers, at most.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A validated query.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub area: Area,
+    pub layers: Vec<String>,
+    pub group: Option<GroupBy>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Request {
+    /// Checks everything against the catalog; the error names the fault.
+    pub fn plan(self, cat: &Catalog) -> Result<Plan, String> {
+        if self.filter.is_some() {
+            return Err(
+                "filter (CQL2) is not available yet; query by area and group instead".into(),
+            );
+        }
+        let area = Area::parse(&self.area, cat)?;
+        let limit = self.limit.unwrap_or(100);
+        if limit > MAX_LIMIT {
+            return Err(format!("limit {limit} is above the maximum {MAX_LIMIT}"));
+        }
+        let offset = match self.cursor.as_deref() {
+            None => 0,
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("cursor {s:?} is not one this server issued"))?,
+        };
+        let layers = self.layers.unwrap_or_else(|| default_layers(cat));
+        if layers.is_empty() {
+            return Err("layers is empty".into());
+        }
+        let group = self.group_by.as_deref().map(GroupBy::parse);
+        for name in &layers {
+            let l = cat
+                .layer(name)
+                .ok_or_else(|| format!("unknown layer {name:?}"))?;
+            if let Some(GroupBy::Property(p)) = &group
+                && l.def.prop_index(p).is_none()
+            {
+                return Err(format!(
+                    "group_by {p:?} is neither a grid level nor a property of layer {name}"
+                ));
+            }
+        }
+        Ok(Plan {
+            area,
+            layers,
+            group,
+            limit,
+            offset,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

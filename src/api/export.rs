@@ -1,0 +1,212 @@
+//! Query downloads: `GET /api/query.csv?q=` and `/api/query.geojson?q=`.
+//!
+//! `q` is the JSON of a query (as `POST /api/query` takes). The answer is
+//! streamed in chunks of rows built from the catalog snapshot, so 400,000
+//! rows never sit in memory as one body: the server holds the matching
+//! feature indexes (4 bytes each) and the snapshot.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::index::{Catalog, NO_GRID, representative_point};
+use crate::model::{GridLevel, Value};
+use crate::query::{Request, select};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Rows per streamed chunk.
+const CHUNK: usize = 2000;
+
+#[derive(Deserialize)]
+pub struct ExportParams {
+    q: String,
+}
+
+fn plan(
+    st: &AppState,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Arc<Catalog>, crate::query::Plan), ApiError> {
+    let Query(p) = params.map_err(|e| {
+        ApiError::bad_request(format!("{}; pass the query as q=<JSON>", e.body_text()))
+    })?;
+    let req: Request = serde_json::from_str(&p.q)
+        .map_err(|e| ApiError::bad_request(format!("q is not a valid query: {e}")))?;
+    let cat = st.catalog();
+    let plan = req.plan(&cat).map_err(ApiError::bad_request)?;
+    Ok((cat, plan))
+}
+
+/// The grid codes of a feature at the levels below the district.
+fn grid_codes(cat: &Catalog, layer: usize, i: u32) -> [String; 4] {
+    let mut out: [String; 4] = Default::default();
+    let n = cat.layers[layer]
+        .grid_of
+        .get(i as usize)
+        .copied()
+        .unwrap_or(NO_GRID);
+    if n == NO_GRID {
+        return out;
+    }
+    let code = &cat.grids.nodes[n as usize].code;
+    for (k, level) in [
+        GridLevel::Street,
+        GridLevel::Community,
+        GridLevel::Grid,
+        GridLevel::Micro,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out[k] = code
+            .ancestor(level)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+    }
+    out
+}
+
+fn attachment(res: &mut Response, content_type: &'static str, name: &str) {
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `GET /api/query.csv?q=`: one layer as CSV (UTF-8 with a BOM, so Excel
+/// reads Chinese text right): id, lon, lat (the representative point), the
+/// layer's properties, and the street/community/grid/micro codes.
+pub async fn csv(
+    State(st): State<Arc<AppState>>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (cat, plan) = plan(&st, params)?;
+    if plan.layers.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "a CSV export holds one layer; this query names {} (use query.geojson for several)",
+            plan.layers.len()
+        )));
+    }
+    let name = plan.layers[0].clone();
+    let li = cat
+        .layers
+        .iter()
+        .position(|l| l.def.name == name)
+        .ok_or_else(|| ApiError::bad_request("unknown layer"))?;
+    let hits = Arc::new(select(&cat.layers[li], &plan.area));
+    tracing::info!(layer = %name, rows = hits.len(), "CSV export");
+    let stream = futures::stream::unfold(0usize, move |pos| {
+        let (cat, hits) = (cat.clone(), hits.clone());
+        async move {
+            if pos > hits.len() {
+                return None;
+            }
+            let l = &cat.layers[li];
+            let mut start = Vec::with_capacity(CHUNK * 64);
+            if pos == 0 {
+                start.extend_from_slice("\u{feff}".as_bytes());
+            }
+            let mut w = csv::Writer::from_writer(start);
+            if pos == 0 {
+                let mut header: Vec<String> = vec!["id".into(), "lon".into(), "lat".into()];
+                header.extend(l.def.properties.iter().map(|p| p.name.clone()));
+                header.extend(
+                    ["street_code", "community_code", "grid_code", "micro_code"].map(String::from),
+                );
+                let _ = w.write_record(&header);
+            }
+            for &i in hits.iter().skip(pos).take(CHUNK) {
+                let f = &l.features[i as usize];
+                let p = representative_point(&f.geometry);
+                let mut row: Vec<String> = vec![
+                    f.id.to_string(),
+                    p.map(|p| p.x().to_string()).unwrap_or_default(),
+                    p.map(|p| p.y().to_string()).unwrap_or_default(),
+                ];
+                row.extend(f.properties.iter().map(|v| match v {
+                    Value::Null => String::new(),
+                    Value::Text(s) => s.to_string(),
+                    other => other.to_json().to_string(),
+                }));
+                row.extend(grid_codes(&cat, li, i));
+                let _ = w.write_record(&row);
+            }
+            let buf = w.into_inner().unwrap_or_default();
+            let next = if pos + CHUNK >= hits.len() {
+                hits.len() + 1
+            } else {
+                pos + CHUNK
+            };
+            Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
+        }
+    });
+    let mut res = Response::new(Body::from_stream(stream));
+    attachment(
+        &mut res,
+        "text/csv; charset=utf-8",
+        &format!("onemap-{name}.csv"),
+    );
+    Ok(res)
+}
+
+/// `GET /api/query.geojson?q=`: every matching feature of every layer named,
+/// as one FeatureCollection; each feature carries its `layer` and grid codes.
+pub async fn geojson(
+    State(st): State<Arc<AppState>>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (cat, plan) = plan(&st, params)?;
+    let mut parts: Vec<(usize, u32)> = Vec::new();
+    for name in &plan.layers {
+        if let Some(li) = cat.layers.iter().position(|l| &l.def.name == name) {
+            parts.extend(
+                select(&cat.layers[li], &plan.area)
+                    .into_iter()
+                    .map(|i| (li, i)),
+            );
+        }
+    }
+    tracing::info!(layers = ?plan.layers, rows = parts.len(), "GeoJSON export");
+    let parts = Arc::new(parts);
+    let stream = futures::stream::unfold(0usize, move |pos| {
+        let (cat, parts) = (cat.clone(), parts.clone());
+        async move {
+            if pos > parts.len() {
+                return None;
+            }
+            let mut buf = Vec::with_capacity(CHUNK * 256);
+            if pos == 0 {
+                buf.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
+            }
+            for (k, &(li, i)) in parts.iter().enumerate().skip(pos).take(CHUNK) {
+                let l = &cat.layers[li];
+                let mut j = l.features[i as usize].to_geojson(&l.def);
+                j["properties"]["layer"] = serde_json::Value::String(l.def.name.clone());
+                let [s, c, g, m] = grid_codes(&cat, li, i);
+                j["properties"]["micro_code"] = serde_json::Value::String(m);
+                j["properties"]["grid_code"] = serde_json::Value::String(g);
+                j["properties"]["community_code"] = serde_json::Value::String(c);
+                j["properties"]["street_code"] = serde_json::Value::String(s);
+                if k > 0 {
+                    buf.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut buf, &j);
+            }
+            let next = if pos + CHUNK >= parts.len() {
+                buf.extend_from_slice(b"]}");
+                parts.len() + 1
+            } else {
+                pos + CHUNK
+            };
+            Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
+        }
+    });
+    let mut res = Response::new(Body::from_stream(stream));
+    attachment(&mut res, "application/geo+json", "onemap-query.geojson");
+    Ok(res)
+}
