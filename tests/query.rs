@@ -98,7 +98,11 @@ fn oracle(
 }
 
 fn star(rng: &mut Rng, c: (f64, f64), r: f64, hole: bool) -> Polygon {
-    let n = rng.int(5, 14) as usize;
+    let n = if rng.chance(0.5) {
+        rng.int(5, 14)
+    } else {
+        rng.int(40, 400)
+    } as usize;
     let ring: Vec<(f64, f64)> = (0..n)
         .map(|i| {
             let a = i as f64 / n as f64 * std::f64::consts::TAU;
@@ -142,7 +146,7 @@ async fn query_matches_brute_force() {
     let mut nonempty = 0;
 
     // Random polygons, some with holes.
-    for k in 0..12 {
+    for k in 0..16 {
         let c = (
             rng.range(bbox.min().x, bbox.max().x),
             rng.range(bbox.min().y, bbox.max().y),

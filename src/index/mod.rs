@@ -85,6 +85,13 @@ impl LayerIndex {
             .map(|i| &self.features[i])
     }
 
+    /// R-tree entries whose envelope meets `r` (a point feature's entry is
+    /// its point, so callers can test points without touching features).
+    pub fn entries_in_rect(&self, r: Rect) -> impl Iterator<Item = &Entry> + '_ {
+        let env = AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
+        self.tree.locate_in_envelope_intersecting(&env)
+    }
+
     /// Indexes of features whose envelope meets `r`.
     pub fn in_rect(&self, r: Rect) -> impl Iterator<Item = u32> + '_ {
         let env = AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);

@@ -215,14 +215,122 @@ pub fn local_distance_m(c: Point, g: &Geometry) -> f64 {
     }
 }
 
+/// A coarse raster over a polygon area that answers most point-in-polygon
+/// tests without touching the polygon: cells crossed by no edge are wholly
+/// inside or wholly outside (decided once per row by scanline); only points
+/// in cells an edge may pass through get the exact test. A street polygon
+/// has thousands of vertices and a street query tests tens of thousands of
+/// points, so this turns O(points × vertices) into about O(points).
+struct Raster {
+    rect: Rect,
+    n: usize,
+    /// 0 outside, 1 inside, 2 maybe touched by an edge.
+    cells: Vec<u8>,
+}
+
+impl Raster {
+    /// The cell column/row of a coordinate. Build and lookup use this one
+    /// function: it is monotonic, so a segment's bounding cells cover every
+    /// cell any point of the segment falls in.
+    fn cell(&self, x: f64, y: f64) -> (usize, usize) {
+        let n = self.n;
+        let cx = (((x - self.rect.min().x) / self.rect.width() * n as f64) as usize).min(n - 1);
+        let cy = (((y - self.rect.min().y) / self.rect.height() * n as f64) as usize).min(n - 1);
+        (cx, cy)
+    }
+
+    fn build(m: &MultiPolygon) -> Option<Raster> {
+        let rect = m.bounding_rect()?;
+        if rect.width() <= 0.0 || rect.height() <= 0.0 {
+            return None;
+        }
+        let n = 256usize;
+        let mut r = Raster {
+            rect,
+            n,
+            cells: vec![0u8; n * n],
+        };
+        let rings: Vec<&geo::LineString> =
+            m.0.iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+                .collect();
+        for ring in &rings {
+            for seg in ring.0.windows(2) {
+                let (a, b) = (seg[0], seg[1]);
+                let (x0, y0) = r.cell(a.x.min(b.x), a.y.min(b.y));
+                let (x1, y1) = r.cell(a.x.max(b.x), a.y.max(b.y));
+                for cy in y0..=y1 {
+                    for cx in x0..=x1 {
+                        r.cells[cy * n + cx] = 2;
+                    }
+                }
+            }
+        }
+        let mut xs: Vec<f64> = Vec::new();
+        for cy in 0..n {
+            let y = rect.min().y + (cy as f64 + 0.5) * rect.height() / n as f64;
+            xs.clear();
+            for ring in &rings {
+                for seg in ring.0.windows(2) {
+                    let (a, b) = (seg[0], seg[1]);
+                    if (a.y > y) != (b.y > y) {
+                        xs.push(a.x + (y - a.y) * (b.x - a.x) / (b.y - a.y));
+                    }
+                }
+            }
+            xs.sort_by(f64::total_cmp);
+            for cx in 0..n {
+                let c = &mut r.cells[cy * n + cx];
+                if *c == 0 {
+                    let x = rect.min().x + (cx as f64 + 0.5) * rect.width() / n as f64;
+                    *c = u8::from(xs.partition_point(|v| *v < x) % 2 == 1);
+                }
+            }
+        }
+        Some(r)
+    }
+
+    /// Some(answer) when the cell decides, None when the exact test must.
+    fn decide(&self, x: f64, y: f64) -> Option<bool> {
+        let r = &self.rect;
+        if x < r.min().x || x > r.max().x || y < r.min().y || y > r.max().y {
+            return Some(false);
+        }
+        let (cx, cy) = self.cell(x, y);
+        match self.cells[cy * self.n + cx] {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+}
+
 /// The indexes of a layer's features that match `area`, ascending.
 pub fn select(layer: &LayerIndex, area: &Area) -> Vec<u32> {
     let Some(env) = area.envelope() else {
         return Vec::new();
     };
+    let raster = match area {
+        Area::Polygon(m) if geo::CoordsIter::coords_count(m) > 32 => Raster::build(m),
+        _ => None,
+    };
     let mut out: Vec<u32> = layer
-        .in_rect(env)
-        .filter(|&i| area.matches(&layer.features[i as usize].geometry))
+        .entries_in_rect(env)
+        .filter(|e| {
+            // A point's R-tree entry is the point: the raster decides most
+            // of them without a trip to the feature (a cache miss each).
+            if let Some(r) = &raster {
+                let env = rstar::RTreeObject::envelope(e.geom());
+                let (lo, hi) = (env.lower(), env.upper());
+                if lo == hi
+                    && let Some(answer) = r.decide(lo[0], lo[1])
+                {
+                    return answer;
+                }
+            }
+            area.matches(&layer.features[e.data as usize].geometry)
+        })
+        .map(|e| e.data)
         .collect();
     out.sort_unstable();
     out
