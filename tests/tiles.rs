@@ -537,3 +537,49 @@ async fn concurrent_misses_render_once_and_invalidation_is_exact() {
     assert_eq!(state.tiles.rendered() - r0, near.len() as u64);
     srv.running.stop().await.unwrap();
 }
+
+/// Dense layers are clusters below their zoom, coarser at overview zooms,
+/// and counts add up to the features in the tile.
+#[tokio::test(flavor = "multi_thread")]
+async fn clusters_count_what_they_stand_for() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 15).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let events = store.load_layer(builtin::EVENTS).await.unwrap();
+    let (_, p) = some_tile(store.as_ref(), 0).await;
+    for (z, max_cells) in [(11u8, 64usize), (13, 256)] {
+        let t = tile_of(z, p.x(), p.y());
+        let r = srv
+            .get(&format!("/tiles/events/{}/{}/{}.mvt", t.z, t.x, t.y))
+            .await;
+        assert_eq!(r.status(), 200);
+        let layers = mvt_decode::decode(&r.bytes().await.unwrap());
+        let l = &layers[0];
+        assert!(
+            l.features.len() <= max_cells,
+            "z{z}: {} clusters",
+            l.features.len()
+        );
+        assert!(
+            l.features
+                .iter()
+                .all(|f| f.props.get("cluster") == Some(&Val::B(true)))
+        );
+        let total: i64 = l
+            .features
+            .iter()
+            .map(|f| match f.props["count"] {
+                Val::I(n) => n,
+                _ => 0,
+            })
+            .sum();
+        // Every event inside the tile proper is in exactly one cluster.
+        let b = t.bounds(0.0);
+        let inside = events
+            .iter()
+            .filter(|e| matches!(e.geometry, Geometry::Point(q) if q.x() >= b.min().x && q.x() < b.max().x && q.y() > b.min().y && q.y() <= b.max().y))
+            .count();
+        assert_eq!(total as usize, inside, "z{z}");
+    }
+    srv.running.stop().await.unwrap();
+}

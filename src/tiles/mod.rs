@@ -47,6 +47,11 @@ pub struct TileConfig {
     /// Cluster cell size in extent units (a divisor of the extent, so cells
     /// never straddle tiles).
     pub cluster_cell: u32,
+    /// A coarser cell for overview zooms (up to `overview_maxzoom`), where a
+    /// whole district fits in a tile or two and 256-unit cells give hundreds
+    /// of small bubbles.
+    pub overview_cluster_cell: u32,
+    pub overview_maxzoom: u8,
     /// Below this zoom, point features carry only the properties the map
     /// styles by (status, level, category …), not names and titles: a
     /// district-wide tile of 30,000 named cameras would otherwise pass the
@@ -73,6 +78,8 @@ impl Default for TileConfig {
                 (builtin::CAMERAS.to_string(), 13),
             ],
             cluster_cell: 256,
+            overview_cluster_cell: 512,
+            overview_maxzoom: 11,
             detail_minzoom: 14,
             value_minzoom: vec![
                 (
@@ -675,8 +682,14 @@ fn render_clusters(
         cats: BTreeMap<String, u64>,
     }
     let extent = f64::from(cfg.extent);
-    let cell = f64::from(cfg.cluster_cell.max(1));
-    let per_tile = (cfg.extent / cfg.cluster_cell.max(1)).max(1);
+    let cell_units = if t.z <= cfg.overview_maxzoom {
+        cfg.overview_cluster_cell
+    } else {
+        cfg.cluster_cell
+    }
+    .max(1);
+    let cell = f64::from(cell_units);
+    let per_tile = (cfg.extent / cell_units).max(1);
     let is_events = li.def.name == builtin::EVENTS;
     let status_i = li.def.prop_index("status");
     let cat_i = li.def.prop_index("category");
