@@ -5,28 +5,13 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use onemap::index::{Catalog, LayerIndex, grids::GridTree, representative_point};
-use onemap::model::{Feature, builtin};
+use onemap::model::builtin;
 
-fn district() -> Vec<(onemap::model::LayerDef, Vec<Feature>)> {
+fn district() -> Vec<(onemap::model::LayerDef, Vec<onemap::model::Feature>)> {
     let sc = onemap::demo::Scale::parse("district").expect("scale");
-    let g = onemap::demo::generate(&sc, 1).expect("generate");
-    g.layers
-        .into_iter()
-        .map(|l| {
-            let features = l
-                .features
-                .into_iter()
-                .enumerate()
-                .map(|(i, (geometry, properties))| Feature {
-                    id: i as i64 + 1,
-                    version: 1,
-                    geometry: l.def.geometry.coerce(geometry).expect("coerce"),
-                    properties,
-                })
-                .collect();
-            (l.def, features)
-        })
-        .collect()
+    onemap::demo::generate(&sc, 1)
+        .and_then(|g| g.into_layers())
+        .expect("generate")
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,7 +8,6 @@
 //! budget. Its own test binary, so its memory does not add to other tests'.
 
 use onemap::index::{Catalog, representative_point};
-use onemap::model::Feature;
 use onemap::tiles::mercator::{TileId, tile_of};
 use onemap::tiles::{TileConfig, render, resolve_layers};
 use std::collections::HashMap;
@@ -19,25 +18,10 @@ const BUDGET: usize = 500 * 1024;
 fn no_city_tile_exceeds_500_kb() {
     let t0 = std::time::Instant::now();
     let sc = onemap::demo::Scale::parse("city").unwrap();
-    let g = onemap::demo::generate(&sc, 1).unwrap();
-    let layers: Vec<(onemap::model::LayerDef, Vec<Feature>)> = g
-        .layers
-        .into_iter()
-        .map(|l| {
-            let fs = l
-                .features
-                .into_iter()
-                .enumerate()
-                .map(|(i, (geometry, properties))| Feature {
-                    id: i as i64 + 1,
-                    version: 1,
-                    geometry: l.def.geometry.coerce(geometry).unwrap(),
-                    properties,
-                })
-                .collect();
-            (l.def, fs)
-        })
-        .collect();
+    let layers = onemap::demo::generate(&sc, 1)
+        .unwrap()
+        .into_layers()
+        .unwrap();
     let cat = Catalog::build(layers, 0);
     eprintln!("city generated and indexed in {:?}", t0.elapsed());
     let cfg = TileConfig::default();

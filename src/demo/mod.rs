@@ -128,6 +128,34 @@ pub struct Generated {
     pub scale: String,
 }
 
+impl Generated {
+    /// The layers as features with ids 1, 2, … (as a fresh store would
+    /// number them), geometry coerced to each layer's type: for building a
+    /// catalog in memory without a store (benchmarks, scale tests).
+    pub fn into_layers(self) -> anyhow::Result<Vec<(LayerDef, Vec<crate::model::Feature>)>> {
+        self.layers
+            .into_iter()
+            .map(|l| {
+                let kind = l.def.geometry;
+                let features = l
+                    .features
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (geometry, properties))| {
+                        Ok(crate::model::Feature {
+                            id: i as i64 + 1,
+                            version: 1,
+                            geometry: kind.coerce(geometry).map_err(anyhow::Error::msg)?,
+                            properties,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok((l.def, features))
+            })
+            .collect()
+    }
+}
+
 /// A node of the grid hierarchy while generating.
 struct Node {
     level: usize,
