@@ -9,7 +9,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::index::{Catalog, NO_GRID, representative_point};
 use crate::model::{GridLevel, Value};
-use crate::query::{Request, select};
+use crate::query::{Request, Selector};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
@@ -98,7 +98,7 @@ pub async fn csv(
         .iter()
         .position(|l| l.def.name == name)
         .ok_or_else(|| ApiError::bad_request("unknown layer"))?;
-    let hits = Arc::new(select(&cat.layers[li], &plan.area));
+    let hits = Arc::new(Selector::new(&plan.area).select(&cat.layers[li]));
     tracing::info!(layer = %name, rows = hits.len(), "CSV export");
     let stream = futures::stream::unfold(0usize, move |pos| {
         let (cat, hits) = (cat.clone(), hits.clone());
@@ -161,11 +161,13 @@ pub async fn geojson(
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (cat, plan) = plan(&st, params)?;
+    let selector = Selector::new(&plan.area);
     let mut parts: Vec<(usize, u32)> = Vec::new();
     for name in &plan.layers {
         if let Some(li) = cat.layers.iter().position(|l| &l.def.name == name) {
             parts.extend(
-                select(&cat.layers[li], &plan.area)
+                selector
+                    .select(&cat.layers[li])
                     .into_iter()
                     .map(|i| (li, i)),
             );

@@ -281,19 +281,20 @@ pub async fn query(
     State(st): S,
     body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
-    use crate::query::select;
+    use crate::query::Selector;
     use geo::{BooleanOps, GeodesicArea};
     let Json(q) = body?;
     let c = st.catalog();
     let plan = q.plan(&c).map_err(ApiError::bad_request)?;
     let area_poly = plan.area.polygon();
+    let selector = Selector::new(&plan.area);
     let mut out = serde_json::Map::new();
     let mut total = 0usize;
     for name in &plan.layers {
         let l = c
             .layer(name)
             .ok_or_else(|| ApiError::bad_request(format!("unknown layer {name:?}")))?;
-        let hits = select(l, &plan.area);
+        let hits = selector.select(l);
         total += hits.len();
         let mut entry = serde_json::Map::new();
         entry.insert("count".into(), json!(hits.len()));

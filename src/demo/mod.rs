@@ -336,7 +336,9 @@ pub fn generate(scale: &Scale, seed: u64) -> anyhow::Result<Generated> {
     let addr_def = builtin::layer(builtin::ADDRESSES).ok_or_else(|| anyhow::anyhow!("schema"))?;
     let mut rng = Rng::new(seed, "addresses");
     let mut addresses = Vec::with_capacity(scale.addresses + 1000);
-    let mut address_cells: Vec<u32> = Vec::with_capacity(scale.addresses + 1000);
+    // Addresses by lattice cell, for the dedicated grids' households below.
+    let mut addresses_in_cell: std::collections::HashMap<u32, Vec<usize>> =
+        std::collections::HashMap::new();
     let mean_addr = scale.addresses as f64 / scale.levels[4] as f64;
     for &m in &level_nodes[4] {
         let h = rng.int(32, 96);
@@ -353,7 +355,10 @@ pub fn generate(scale: &Scale, seed: u64) -> anyhow::Result<Generated> {
             let (i, j) = random_cell(&mut rng, &r);
             let c = lat.point_in_cell(i, j, rng.range(0.08, 0.92), rng.range(0.08, 0.92));
             let address = format!("{grid_name}{}号{}栋", k + 1, rng.int(1, 30));
-            address_cells.push((i * lat.nt + j) as u32);
+            addresses_in_cell
+                .entry((i * lat.nt + j) as u32)
+                .or_default()
+                .push(addresses.len());
             addresses.push((
                 Geometry::Point(Point(c)),
                 props(
@@ -432,13 +437,13 @@ pub fn generate(scale: &Scale, seed: u64) -> anyhow::Result<Generated> {
             let (i, j) = random_cell(&mut rng, &nodes[c].rect);
             let poly = lat.quad_in_cell(i, j, (0.12, 0.88), (0.12, 0.88));
             let cell = (i * lat.nt + j) as u32;
-            let households: i64 = address_cells
-                .iter()
-                .zip(&addresses)
-                .filter(|(ac, (g, _))| {
-                    **ac == cell && matches!(g, Geometry::Point(pt) if poly.contains(pt))
-                })
-                .map(|(_, (_, pr))| pr[addr_hh].as_i64().unwrap_or(0))
+            let households: i64 = addresses_in_cell
+                .get(&cell)
+                .into_iter()
+                .flatten()
+                .map(|&k| &addresses[k])
+                .filter(|(g, _)| matches!(g, Geometry::Point(pt) if poly.contains(pt)))
+                .map(|(_, pr)| pr[addr_hh].as_i64().unwrap_or(0))
                 .sum();
             let code = nodes[c]
                 .code

@@ -305,35 +305,48 @@ impl Raster {
     }
 }
 
-/// The indexes of a layer's features that match `area`, ascending.
-pub fn select(layer: &LayerIndex, area: &Area) -> Vec<u32> {
-    let Some(env) = area.envelope() else {
-        return Vec::new();
-    };
-    let raster = match area {
-        Area::Polygon(m) if geo::CoordsIter::coords_count(m) > 32 => Raster::build(m),
-        _ => None,
-    };
-    let mut out: Vec<u32> = layer
-        .entries_in_rect(env)
-        .filter(|e| {
-            // A point's R-tree entry is the point: the raster decides most
-            // of them without a trip to the feature (a cache miss each).
-            if let Some(r) = &raster {
-                let env = rstar::RTreeObject::envelope(e.geom());
-                let (lo, hi) = (env.lower(), env.upper());
-                if lo == hi
-                    && let Some(answer) = r.decide(lo[0], lo[1])
-                {
-                    return answer;
+/// An area prepared for selecting from layers: the raster is built once per
+/// query, however many layers it looks at.
+pub struct Selector<'a> {
+    area: &'a Area,
+    raster: Option<Raster>,
+}
+
+impl<'a> Selector<'a> {
+    pub fn new(area: &'a Area) -> Selector<'a> {
+        let raster = match area {
+            Area::Polygon(m) if geo::CoordsIter::coords_count(m) > 32 => Raster::build(m),
+            _ => None,
+        };
+        Selector { area, raster }
+    }
+
+    /// The indexes of a layer's features that match the area, ascending.
+    pub fn select(&self, layer: &LayerIndex) -> Vec<u32> {
+        let Some(env) = self.area.envelope() else {
+            return Vec::new();
+        };
+        let mut out: Vec<u32> = layer
+            .entries_in_rect(env)
+            .filter(|e| {
+                // A point's R-tree entry is the point: the raster decides most
+                // of them without a trip to the feature (a cache miss each).
+                if let Some(r) = &self.raster {
+                    let env = rstar::RTreeObject::envelope(e.geom());
+                    let (lo, hi) = (env.lower(), env.upper());
+                    if lo == hi
+                        && let Some(answer) = r.decide(lo[0], lo[1])
+                    {
+                        return answer;
+                    }
                 }
-            }
-            area.matches(&layer.features[e.data as usize].geometry)
-        })
-        .map(|e| e.data)
-        .collect();
-    out.sort_unstable();
-    out
+                self.area.matches(&layer.features[e.data as usize].geometry)
+            })
+            .map(|e| e.data)
+            .collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 /// How to group matches: by a property's value or by the grid of a level.
