@@ -449,8 +449,33 @@ async fn bad_queries_are_400_naming_the_fault() {
             "group_by",
         ),
         (
-            json!({"area": {"bbox": [112, 28, 113, 29]}, "filter": "status = 'online'"}),
-            "filter",
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": "colour = 'red'"}),
+            "unknown property \"colour\"",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": "status = "}),
+            "cql2-text",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": "status = 3"}),
+            "types differ",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"],
+                   "filter": "S_INTERSECTS(geometry, POLYGON((112 28, 113 29, 113 28, 112 29, 112 28)))"}),
+            "invalid",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": {"op": "=", "args": [{"property": "nope"}, 1]}}),
+            "unknown property",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": {"risks": "level = 1"}}),
+            "does not ask for",
+        ),
+        (
+            json!({"area": {"bbox": [112, 28, 113, 29]}, "layers": ["cameras"], "filter": 5}),
+            "filter must be",
         ),
         (
             json!({"area": {"bbox": [112, 28, 113, 29]}, "colour": 1}),
@@ -587,6 +612,222 @@ async fn exports_stream_the_same_rows_as_the_query() {
             d["detail"]
         );
     }
+    srv.running.stop().await.unwrap();
+}
+
+/// CQL2 filters (text and JSON, per layer) give exactly the ids a
+/// brute-force predicate written here in Rust gives, through the query, the
+/// CSV export and nearest.
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_match_brute_force() {
+    use onemap::model::Value;
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 12).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let grids = store.load_layer(builtin::GRIDS).await.unwrap();
+    let bbox = geo::BoundingRect::bounding_rect(&grids[0].geometry).unwrap();
+    let whole = json!({"bbox": [bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y]});
+    let (cx, cy) = (bbox.center().x, bbox.center().y);
+    let (w, h) = (bbox.width() / 4.0, bbox.height() / 4.0);
+    let inner = Polygon::new(
+        LineString::from(vec![
+            (cx - w, cy - h),
+            (cx + w, cy - h),
+            (cx + w, cy + h),
+            (cx - w, cy + h),
+            (cx - w, cy - h),
+        ]),
+        vec![],
+    );
+    let inner_wkt = format!(
+        "POLYGON(({} {}, {} {}, {} {}, {} {}, {} {}))",
+        cx - w,
+        cy - h,
+        cx + w,
+        cy - h,
+        cx + w,
+        cy + h,
+        cx - w,
+        cy + h,
+        cx - w,
+        cy - h
+    );
+    let text = |f: &Feature, l: &str, p: &str| -> Option<String> {
+        let d = builtin::layer(l).unwrap();
+        match f.get(&d, p) {
+            Some(Value::Text(s)) => Some(s.to_string()),
+            _ => None,
+        }
+    };
+    let int = |f: &Feature, l: &str, p: &str| -> Option<i64> {
+        let d = builtin::layer(l).unwrap();
+        f.get(&d, p).and_then(|v| v.as_i64())
+    };
+    let events = store.load_layer(builtin::EVENTS).await.unwrap();
+    let cameras = store.load_layer(builtin::CAMERAS).await.unwrap();
+    let risks = store.load_layer(builtin::RISKS).await.unwrap();
+    let addresses = store.load_layer(builtin::ADDRESSES).await.unwrap();
+    let category = text(&events[0], "events", "category").unwrap();
+    let prefix: String = category.chars().take(1).collect();
+
+    type Pred<'a> = Box<dyn Fn(&Feature) -> bool + 'a>;
+    let cases: Vec<(&str, &Vec<Feature>, J, Pred)> = vec![
+        (
+            "events",
+            &events,
+            json!(format!("status <> 'closed' AND category = '{category}'")),
+            Box::new(|f: &Feature| {
+                text(f, "events", "status").as_deref() != Some("closed")
+                    && text(f, "events", "category").as_deref() == Some(category.as_str())
+            }),
+        ),
+        (
+            "events",
+            &events,
+            json!("closed_at IS NULL AND created_at >= TIMESTAMP('2026-10-01T00:00:00Z')"),
+            Box::new(|f: &Feature| {
+                text(f, "events", "closed_at").is_none()
+                    && text(f, "events", "created_at").unwrap().as_str() >= "2026-10-01T00:00:00Z"
+            }),
+        ),
+        (
+            "events",
+            &events,
+            json!(format!("category LIKE '{prefix}%' OR status IN ('closed')")),
+            Box::new(|f: &Feature| {
+                text(f, "events", "category").unwrap().starts_with(&prefix)
+                    || text(f, "events", "status").as_deref() == Some("closed")
+            }),
+        ),
+        (
+            "events",
+            &events,
+            json!(format!(
+                "S_WITHIN(geometry, {inner_wkt}) AND NOT status = 'closed'"
+            )),
+            Box::new(|f: &Feature| {
+                let Geometry::Point(p) = f.geometry else {
+                    return false;
+                };
+                geo::Contains::contains(&inner, &p)
+                    && text(f, "events", "status").as_deref() != Some("closed")
+            }),
+        ),
+        (
+            "cameras",
+            &cameras,
+            json!({"op": "and", "args": [
+                {"op": "in", "args": [{"property": "status"}, ["offline", "fault"]]},
+                {"op": "s_intersects", "args": [{"property": "geometry"},
+                    {"bbox": [cx - w, cy - h, cx + w, cy + h]}]}]}),
+            Box::new(|f: &Feature| {
+                let s = text(f, "cameras", "status");
+                matches!(s.as_deref(), Some("offline" | "fault"))
+                    && f.geometry
+                        .intersects(&Rect::new((cx - w, cy - h), (cx + w, cy + h)))
+            }),
+        ),
+        (
+            "risks",
+            &risks,
+            json!("level BETWEEN 1 AND 2"),
+            Box::new(|f: &Feature| matches!(int(f, "risks", "level"), Some(1..=2))),
+        ),
+        (
+            "addresses",
+            &addresses,
+            json!("households * 2 > 30 AND id % 2 = 0"),
+            Box::new(|f: &Feature| {
+                int(f, "addresses", "households").unwrap() * 2 > 30 && f.id % 2 == 0
+            }),
+        ),
+    ];
+    for (layer, feats, filter, pred) in &cases {
+        let want: BTreeSet<i64> = feats.iter().filter(|f| pred(f)).map(|f| f.id).collect();
+        assert!(
+            !want.is_empty() && want.len() < feats.len(),
+            "{filter}: {} of {}",
+            want.len(),
+            feats.len()
+        );
+        // Once for the layer, once as a per-layer filter beside another layer.
+        for body in [
+            json!({"area": whole, "layers": [layer], "filter": filter, "limit": 10000}),
+            json!({"area": whole, "layers": [layer, "buildings"], "filter": {*layer: filter}, "limit": 10000}),
+        ] {
+            let r = post(&srv, body.clone()).await;
+            assert_eq!(r.status(), 200, "{body}: {}", r.text().await.unwrap());
+            let j: J = r.json().await.unwrap();
+            let got: BTreeSet<i64> = j["layers"][layer]["features"]["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{filter}");
+            assert_eq!(
+                j["layers"][layer]["count"].as_u64().unwrap() as usize,
+                want.len()
+            );
+            if body["layers"].as_array().unwrap().len() == 2 {
+                assert!(j["layers"]["buildings"]["count"].as_u64().unwrap() > 0);
+            }
+        }
+        // The CSV export of the same query has the same rows.
+        let r = srv
+            .get(&format!(
+                "/api/query.csv?q={}",
+                url_escape(
+                    &json!({"area": whole, "layers": [layer], "filter": filter}).to_string()
+                )
+            ))
+            .await;
+        assert_eq!(r.status(), 200);
+        let body = r.bytes().await.unwrap();
+        let mut rdr = csv::Reader::from_reader(&body[3..]);
+        let got: BTreeSet<i64> = rdr
+            .records()
+            .map(|r| r.unwrap()[0].parse().unwrap())
+            .collect();
+        assert_eq!(got, want, "CSV of {filter}");
+    }
+
+    // Nearest with a filter: the k nearest offline cameras.
+    let (lon, lat) = (cx, cy);
+    let mut want: Vec<(f64, i64)> = cameras
+        .iter()
+        .filter(|f| text(f, "cameras", "status").as_deref() == Some("offline"))
+        .map(|f| {
+            let Geometry::Point(p) = f.geometry else {
+                unreachable!()
+            };
+            (Haversine.distance(p, Point::new(lon, lat)), f.id)
+        })
+        .collect();
+    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let r = srv
+        .get(&format!(
+            "/api/nearest?lon={lon}&lat={lat}&layer=cameras&k=5&filter={}",
+            url_escape("status = 'offline'")
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let j: J = r.json().await.unwrap();
+    let got: Vec<i64> = j["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, want.iter().take(5).map(|w| w.1).collect::<Vec<_>>());
+    let r = srv
+        .get(&format!(
+            "/api/nearest?lon={lon}&lat={lat}&layer=cameras&filter={}",
+            url_escape("colour = 1")
+        ))
+        .await;
+    let d = common::expect_problem(r, 400).await;
+    assert!(d["detail"].as_str().unwrap().contains("colour"));
     srv.running.stop().await.unwrap();
 }
 

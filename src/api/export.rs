@@ -98,7 +98,7 @@ pub async fn csv(
         .iter()
         .position(|l| l.def.name == name)
         .ok_or_else(|| ApiError::bad_request("unknown layer"))?;
-    let hits = Arc::new(Selector::new(&plan.area).select(&cat.layers[li]));
+    let hits = Arc::new(plan.select(&Selector::new(&plan.area), 0, &cat.layers[li]));
     tracing::info!(layer = %name, rows = hits.len(), "CSV export");
     let stream = futures::stream::unfold(0usize, move |pos| {
         let (cat, hits) = (cat.clone(), hits.clone());
@@ -163,11 +163,10 @@ pub async fn geojson(
     let (cat, plan) = plan(&st, params)?;
     let selector = Selector::new(&plan.area);
     let mut parts: Vec<(usize, u32)> = Vec::new();
-    for name in &plan.layers {
+    for (k, name) in plan.layers.iter().enumerate() {
         if let Some(li) = cat.layers.iter().position(|l| &l.def.name == name) {
             parts.extend(
-                selector
-                    .select(&cat.layers[li])
+                plan.select(&selector, k, &cat.layers[li])
                     .into_iter()
                     .map(|i| (li, i)),
             );

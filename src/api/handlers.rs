@@ -290,11 +290,11 @@ pub async fn query(
     let selector = Selector::new(&plan.area);
     let mut out = serde_json::Map::new();
     let mut total = 0usize;
-    for name in &plan.layers {
+    for (k, name) in plan.layers.iter().enumerate() {
         let l = c
             .layer(name)
             .ok_or_else(|| ApiError::bad_request(format!("unknown layer {name:?}")))?;
-        let hits = selector.select(l);
+        let hits = plan.select(&selector, k, l);
         total += hits.len();
         let mut entry = serde_json::Map::new();
         entry.insert("count".into(), json!(hits.len()));
@@ -352,6 +352,8 @@ pub struct NearestQuery {
     lat: f64,
     layer: String,
     k: Option<usize>,
+    /// cql2-text on the layer's properties.
+    filter: Option<String>,
 }
 
 /// Largest `k` for `/api/nearest`.
@@ -375,7 +377,20 @@ pub async fn nearest(
     let l = c
         .layer(&q.layer)
         .ok_or_else(|| ApiError::not_found(format!("unknown layer {:?}", q.layer)))?;
-    let found = crate::query::nearest(l, Point::new(q.lon, q.lat), k, |_| true);
+    let filter = match &q.filter {
+        Some(s) => Some(
+            crate::query::filter::parse(s, crate::query::filter::Lang::Text)
+                .and_then(|e| crate::query::filter::compile(&e, &l.def))
+                .map_err(ApiError::bad_request)?,
+        ),
+        None => None,
+    };
+    let found = crate::query::nearest(l, Point::new(q.lon, q.lat), k, |i| {
+        filter.as_ref().is_none_or(|f| {
+            let feat = &l.features[i as usize];
+            f.matches(feat.id, &feat.geometry, &feat.properties)
+        })
+    });
     let features: Vec<J> = found
         .into_iter()
         .map(|(i, d)| {

@@ -11,6 +11,8 @@
 //!
 //! The R-tree narrows candidates by envelope; the exact predicate decides.
 
+pub mod filter;
+
 use crate::index::{Catalog, LayerIndex, NO_GRID};
 use crate::model::{GridLevel, builtin};
 use geo::{
@@ -470,16 +472,84 @@ pub struct Plan {
     pub group: Option<GroupBy>,
     pub limit: usize,
     pub offset: usize,
+    /// The compiled filter of each layer (same order as `layers`).
+    pub filters: Vec<Option<filter::Filter>>,
+}
+
+impl Plan {
+    /// The indexes of the matches in layer `k` of the plan, ascending.
+    pub fn select(&self, selector: &Selector<'_>, k: usize, layer: &LayerIndex) -> Vec<u32> {
+        let mut hits = selector.select(layer);
+        if let Some(Some(f)) = self.filters.get(k) {
+            hits.retain(|&i| {
+                let feat = &layer.features[i as usize];
+                f.matches(feat.id, &feat.geometry, &feat.properties)
+            });
+        }
+        hits
+    }
+}
+
+/// Reads the `filter` member of a query: a cql2-text string or a cql2-json
+/// object for every layer, or an object mapping layer names to either.
+/// Compiles it against each layer's schema.
+pub fn compile_filters(
+    v: Option<&serde_json::Value>,
+    layers: &[String],
+    cat: &Catalog,
+) -> Result<Vec<Option<filter::Filter>>, String> {
+    use serde_json::Value as J;
+    let Some(v) = v else {
+        return Ok(vec![None; layers.len()]);
+    };
+    let parse_one = |v: &J| -> Result<cql2::Expr, String> {
+        match v {
+            J::String(s) => filter::parse(s, filter::Lang::Text),
+            J::Object(_) | J::Bool(_) => filter::parse_value(v),
+            _ => Err("filter must be cql2-text (a string) or cql2-json (an object)".into()),
+        }
+    };
+    let per_layer = match v {
+        J::Object(m) if !m.contains_key("op") && !m.is_empty() => {
+            for k in m.keys() {
+                if !layers.contains(k) {
+                    return Err(format!(
+                        "filter names layer {k:?}, which the query does not ask for"
+                    ));
+                }
+            }
+            Some(m)
+        }
+        _ => None,
+    };
+    let shared = match per_layer {
+        Some(_) => None,
+        None => Some(parse_one(v)?),
+    };
+    let mut out = Vec::with_capacity(layers.len());
+    for name in layers {
+        let l = cat
+            .layer(name)
+            .ok_or_else(|| format!("unknown layer {name:?}"))?;
+        let expr = match (&shared, per_layer) {
+            (Some(e), _) => Some(e.clone()),
+            (None, Some(m)) => m.get(name).map(parse_one).transpose()?,
+            (None, None) => None,
+        };
+        out.push(match expr {
+            Some(e) => Some(
+                filter::compile(&e, &l.def)
+                    .map_err(|err| format!("filter on layer {name}: {err}"))?,
+            ),
+            None => None,
+        });
+    }
+    Ok(out)
 }
 
 impl Request {
     /// Checks everything against the catalog; the error names the fault.
     pub fn plan(self, cat: &Catalog) -> Result<Plan, String> {
-        if self.filter.is_some() {
-            return Err(
-                "filter (CQL2) is not available yet; query by area and group instead".into(),
-            );
-        }
         let area = Area::parse(&self.area, cat)?;
         let limit = self.limit.unwrap_or(100);
         if limit > MAX_LIMIT {
@@ -508,12 +578,14 @@ impl Request {
                 ));
             }
         }
+        let filters = compile_filters(self.filter.as_ref(), &layers, cat)?;
         Ok(Plan {
             area,
             layers,
             group,
             limit,
             offset,
+            filters,
         })
     }
 }
