@@ -7,6 +7,7 @@
 pub mod error;
 mod export;
 mod handlers;
+pub mod ogc;
 pub mod tiles;
 
 use crate::index::Catalog;
@@ -106,6 +107,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/query.csv", get(export::csv))
         .route("/api/query.geojson", get(export::geojson))
         .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
+        .route("/ogc", get(ogc::landing))
+        .route("/ogc/", get(ogc::landing))
+        .route("/ogc/conformance", get(ogc::conformance))
+        .route("/ogc/api", get(ogc::openapi))
+        .route("/ogc/collections", get(ogc::collections))
+        .route("/ogc/collections/{id}", get(ogc::collection))
+        .route("/ogc/collections/{id}/queryables", get(ogc::queryables))
+        .route("/ogc/collections/{id}/items", get(ogc::items))
+        .route("/ogc/collections/{id}/items/{fid}", get(ogc::item))
+        .route("/ogc/{*rest}", axum::routing::any(ogc::not_found))
         .route("/tiles/{file}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))
         .route("/styles/{file}", get(tiles::style))
