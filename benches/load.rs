@@ -93,12 +93,17 @@ async fn main() -> anyhow::Result<()> {
     let t3 = Instant::now();
     let assigned: usize = addrs
         .features
+        .chunks()
         .par_iter()
-        .filter(|f| {
-            onemap::index::representative_point(&f.geometry)
-                .is_some_and(|p| tree.locate(p) != NO_GRID)
+        .map(|c| {
+            c.iter()
+                .filter(|f| {
+                    onemap::index::representative_point(&f.geometry)
+                        .is_some_and(|p| tree.locate(p) != NO_GRID)
+                })
+                .count()
         })
-        .count();
+        .sum();
     let assign_s = t3.elapsed().as_secs_f64();
     let micro = tree
         .nodes

@@ -345,9 +345,18 @@ async fn realistic_attributes() {
     ] {
         assert!(share(&events, &ed, "source", s) > 0.0, "no {s} events");
     }
-    for s in ["new", "dispatched", "processing", "closed", "overdue"] {
+    for s in ["new", "dispatched", "processing", "closed"] {
         assert!(share(&events, &ed, "status", s) > 0.0, "no {s} events");
     }
+    // Overdue is derived (open and past the deadline), never stored.
+    assert_eq!(share(&events, &ed, "status", "overdue"), 0.0);
+    let reference = onemap::model::value::parse_instant("2026-11-15T00:00:00Z").unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| onemap::index::event_overdue(&ed, e, reference)),
+        "no overdue work orders at the reference time"
+    );
     assert!(share(&events, &ed, "status", "closed") > 0.8);
     let times: Vec<String> = events
         .iter()

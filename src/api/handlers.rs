@@ -45,7 +45,7 @@ fn layer_json(l: &LayerIndex) -> J {
 
 pub async fn layers(State(st): S) -> Json<J> {
     let c = st.catalog();
-    Json(J::Array(c.layers.iter().map(layer_json).collect()))
+    Json(J::Array(c.layers.iter().map(|l| layer_json(l)).collect()))
 }
 
 pub async fn layer(State(st): S, Path(name): Path<String>) -> Result<Json<J>, ApiError> {

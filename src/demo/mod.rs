@@ -854,7 +854,9 @@ fn gen_events(
         let age_h = (reference - created).num_hours();
         let (status, closed) = if age_h > cat.3 * 2 || (age_h > cat.3 && rng.chance(0.9)) {
             if rng.chance(0.015) {
-                ("overdue", None)
+                // Never closed: open and past its deadline (overdue is
+                // derived from the deadline, not stored).
+                ("processing", None)
             } else {
                 // Most close on time; some late.
                 let frac = if rng.chance(0.9) {
@@ -868,7 +870,7 @@ fn gen_events(
                 )
             }
         } else if reference > deadline {
-            ("overdue", None)
+            ("processing", None)
         } else {
             let s = ["new", "dispatched", "processing"][rng.weighted(&[0.2, 0.3, 0.5])];
             (s, None)

@@ -12,15 +12,30 @@
 //!
 //! A point on a boundary shared by two grids belongs to the one with the
 //! smaller code, so every point has exactly one grid per level.
+//!
+//! A catalog is an immutable snapshot. Live writes make the next snapshot
+//! with [`Catalog::apply`], which shares everything unchanged with the
+//! previous one (layers are `Arc`s, features sit in shared chunks) and
+//! updates grid membership and aggregates by the difference of each changed
+//! feature, so a work order arriving costs microseconds, not a rebuild.
+//!
+//! Work orders are overdue when open and past their deadline at the
+//! catalog's clock (`now_ms`); [`Catalog::advance_clock`] moves the clock and
+//! reports the orders that became overdue.
 
+pub mod chunked;
 pub mod grids;
 
+pub use chunked::Chunked;
+
+use crate::model::value::parse_instant;
 use crate::model::{Feature, LayerDef, builtin};
 use crate::store::Store;
 use geo::{BoundingRect, Geometry, InteriorPoint, Point, Rect};
 use grids::GridTree;
 use rayon::prelude::*;
 use rstar::{AABB, RTree, RTreeObject, primitives::GeomWithData, primitives::Rectangle};
+use std::sync::Arc;
 
 /// An R-tree entry: a feature's envelope and its position in `features`.
 pub type Entry = GeomWithData<Rectangle<[f64; 2]>, u32>;
@@ -29,15 +44,34 @@ pub type Entry = GeomWithData<Rectangle<[f64; 2]>, u32>;
 pub const NO_GRID: u32 = u32::MAX;
 
 /// One layer in memory.
+#[derive(Clone)]
 pub struct LayerIndex {
     pub def: LayerDef,
     /// Sorted by id (the store loads them so), so lookups are binary searches.
-    pub features: Vec<Feature>,
+    pub features: Chunked<Feature>,
     pub tree: RTree<Entry>,
     pub bbox: Option<Rect>,
     /// Per feature: the node (in [`GridTree::nodes`]) of the deepest
     /// comprehensive grid holding it, or [`NO_GRID`]. Empty for `grids`.
-    pub grid_of: Vec<u32>,
+    pub grid_of: Chunked<u32>,
+}
+
+fn entry_of(f: &Feature, i: usize) -> Option<Entry> {
+    let r = f.geometry.bounding_rect()?;
+    Some(GeomWithData::new(
+        Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+        i as u32,
+    ))
+}
+
+fn union(a: Option<Rect>, b: Option<Rect>) -> Option<Rect> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Rect::new(
+            (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+            (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+        )),
+        (a, b) => a.or(b),
+    }
 }
 
 impl LayerIndex {
@@ -49,13 +83,7 @@ impl LayerIndex {
         let entries: Vec<Entry> = features
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| {
-                let r = f.geometry.bounding_rect()?;
-                Some(GeomWithData::new(
-                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
-                    i as u32,
-                ))
-            })
+            .filter_map(|(i, f)| entry_of(f, i))
             .collect();
         let bbox = entries.iter().fold(None::<Rect>, |acc, e| {
             let env = e.geom().envelope();
@@ -71,18 +99,25 @@ impl LayerIndex {
         LayerIndex {
             def,
             tree: RTree::bulk_load(entries),
-            features,
+            features: Chunked::from_vec(features),
             bbox,
-            grid_of: Vec::new(),
+            grid_of: Chunked::default(),
         }
+    }
+
+    /// The position of a feature in `features`, by id.
+    pub fn position(&self, id: i64) -> Option<usize> {
+        self.features.binary_search_by_key(&id, |f| f.id).ok()
     }
 
     /// A feature by id.
     pub fn get(&self, id: i64) -> Option<&Feature> {
-        self.features
-            .binary_search_by_key(&id, |f| f.id)
-            .ok()
-            .map(|i| &self.features[i])
+        self.position(id).map(|i| &self.features[i])
+    }
+
+    /// The deepest comprehensive grid node of feature `i`, or [`NO_GRID`].
+    pub fn grid_node(&self, i: usize) -> u32 {
+        self.grid_of.get(i).copied().unwrap_or(NO_GRID)
     }
 
     /// R-tree entries whose envelope meets `r` (a point feature's entry is
@@ -125,15 +160,46 @@ pub struct GridStats {
     pub events_overdue: u64,
 }
 
+/// A change to one feature, as a live write or the change log describes
+/// it: the feature's new state, or None when it was deleted.
+#[derive(Clone, Debug)]
+pub struct Patch {
+    pub layer: String,
+    pub id: i64,
+    pub after: Option<Feature>,
+}
+
 /// Everything the server answers from.
+#[derive(Clone)]
 pub struct Catalog {
     /// In the store's order.
-    pub layers: Vec<LayerIndex>,
-    pub grids: GridTree,
+    pub layers: Vec<Arc<LayerIndex>>,
+    pub grids: Arc<GridTree>,
     /// Per grid node (same indexes as `grids.nodes`).
     pub stats: Vec<GridStats>,
     /// The change-log sequence the catalog reflects.
     pub seq: i64,
+    /// The instant (ms since the epoch) "overdue" is judged at.
+    pub now_ms: i64,
+}
+
+/// The current time, ms since the epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether a work order is open and past its deadline at `now`. (A stored
+/// status `overdue`, from older data, counts as open and overdue.)
+pub fn event_overdue(def: &LayerDef, f: &Feature, now: i64) -> bool {
+    match f.get(def, "status").and_then(|v| v.as_str()) {
+        Some("closed") => false,
+        Some("overdue") => true,
+        _ => f
+            .get(def, "deadline")
+            .and_then(|v| v.as_str())
+            .and_then(parse_instant)
+            .is_some_and(|d| d < now),
+    }
 }
 
 impl Catalog {
@@ -148,8 +214,14 @@ impl Catalog {
         Ok(tokio::task::spawn_blocking(move || Catalog::build(layers, seq)).await?)
     }
 
-    /// Builds the catalog from loaded layers (CPU work, parallel).
+    /// Builds the catalog from loaded layers (CPU work, parallel), with
+    /// the clock at the current time.
     pub fn build(layers: Vec<(LayerDef, Vec<Feature>)>, seq: i64) -> Catalog {
+        Catalog::build_at(layers, seq, now_ms())
+    }
+
+    /// Builds the catalog with the clock at `now` (ms since the epoch).
+    pub fn build_at(layers: Vec<(LayerDef, Vec<Feature>)>, seq: i64, now: i64) -> Catalog {
         let mut layers: Vec<LayerIndex> = layers
             .into_par_iter()
             .map(|(d, f)| LayerIndex::new(d, f))
@@ -163,33 +235,229 @@ impl Catalog {
             if l.def.name == builtin::GRIDS || grids.nodes.is_empty() {
                 continue;
             }
-            l.grid_of = l
-                .features
-                .par_iter()
+            l.grid_of = Chunked::from_vec(assign(&grids, l.features.chunks()));
+        }
+        let stats = compute_stats(&layers, &grids, now);
+        Catalog {
+            layers: layers.into_iter().map(Arc::new).collect(),
+            grids: Arc::new(grids),
+            stats,
+            seq,
+            now_ms: now,
+        }
+    }
+
+    pub fn layer(&self, name: &str) -> Option<&LayerIndex> {
+        self.layers
+            .iter()
+            .find(|l| l.def.name == name)
+            .map(|l| &**l)
+    }
+
+    fn layer_pos(&self, name: &str) -> Option<usize> {
+        self.layers.iter().position(|l| l.def.name == name)
+    }
+
+    /// The next snapshot: these patches applied (in order), the change log
+    /// at `seq`. Unchanged layers are shared with `self`. Patches to grids,
+    /// or to a layer the catalog does not have, rebuild the whole catalog
+    /// (grid edits move every membership; they are rare).
+    pub fn apply(&self, patches: &[Patch], seq: i64) -> Catalog {
+        let structural = patches
+            .iter()
+            .any(|p| p.layer == builtin::GRIDS || self.layer_pos(&p.layer).is_none());
+        if structural {
+            return self.rebuilt_with(patches, seq);
+        }
+        let mut next = self.clone();
+        next.seq = seq;
+        let now = self.now_ms;
+        let mut touched: Vec<(usize, LayerIndex, bool)> = Vec::new();
+        for p in patches {
+            let Some(li) = self.layer_pos(&p.layer) else {
+                continue;
+            };
+            let k = match touched.iter().position(|t| t.0 == li) {
+                Some(k) => k,
+                None => {
+                    touched.push((li, (*self.layers[li]).clone(), false));
+                    touched.len() - 1
+                }
+            };
+            let (_, l, rebuild) = &mut touched[k];
+            let old = l.position(p.id);
+            if let Some(i) = old {
+                let f = l.features[i].clone();
+                let node = l.grid_node(i);
+                roll(&mut next.stats, &next.grids, &l.def, &f, node, now, -1);
+            }
+            let node = match &p.after {
+                Some(f) => {
+                    let node = representative_point(&f.geometry)
+                        .map(|pt| next.grids.locate(pt))
+                        .unwrap_or(NO_GRID);
+                    roll(&mut next.stats, &next.grids, &l.def, f, node, now, 1);
+                    node
+                }
+                None => NO_GRID,
+            };
+            match (old, &p.after) {
+                (Some(i), Some(f)) => {
+                    if f.geometry != l.features[i].geometry {
+                        if let Some(e) = entry_of(&l.features[i], i) {
+                            l.tree.remove(&e);
+                        }
+                        if let Some(e) = entry_of(f, i) {
+                            l.bbox = union(l.bbox, f.geometry.bounding_rect());
+                            l.tree.insert(e);
+                        }
+                    }
+                    l.features.set(i, f.clone());
+                    if i < l.grid_of.len() {
+                        l.grid_of.set(i, node);
+                    }
+                }
+                (None, Some(f)) if l.features.last().is_none_or(|x| x.id < f.id) => {
+                    let i = l.features.len();
+                    if let Some(e) = entry_of(f, i) {
+                        l.bbox = union(l.bbox, f.geometry.bounding_rect());
+                        l.tree.insert(e);
+                    }
+                    l.features.push(f.clone());
+                    l.grid_of.push(node);
+                }
+                (None, None) => {}
+                // A delete, or an insert below the largest id: positions
+                // shift, so the layer is rebuilt once at the end.
+                (_, after) => {
+                    let mut v = l.features.to_vec();
+                    match (old, after) {
+                        (Some(i), None) => {
+                            v.remove(i);
+                        }
+                        (None, Some(f)) => {
+                            let at = v.partition_point(|x| x.id < f.id);
+                            v.insert(at, f.clone());
+                        }
+                        _ => {}
+                    }
+                    let mut fresh = LayerIndex::new(l.def.clone(), v);
+                    fresh.grid_of = Chunked::from_vec(assign(&next.grids, fresh.features.chunks()));
+                    *l = fresh;
+                    *rebuild = true;
+                }
+            }
+        }
+        for (li, l, _) in touched {
+            next.layers[li] = Arc::new(l);
+        }
+        next
+    }
+
+    /// The whole catalog rebuilt from this one's features with the patches
+    /// applied (for grid edits and new layers).
+    fn rebuilt_with(&self, patches: &[Patch], seq: i64) -> Catalog {
+        let mut layers: Vec<(LayerDef, Vec<Feature>)> = self
+            .layers
+            .iter()
+            .map(|l| (l.def.clone(), l.features.to_vec()))
+            .collect();
+        for p in patches {
+            let Some((_, v)) = layers.iter_mut().find(|(d, _)| d.name == p.layer) else {
+                tracing::warn!(layer = %p.layer, "patch for a layer the catalog does not have");
+                continue;
+            };
+            let at = v.partition_point(|x| x.id < p.id);
+            let present = v.get(at).is_some_and(|x| x.id == p.id);
+            match (&p.after, present) {
+                (Some(f), true) => v[at] = f.clone(),
+                (Some(f), false) => v.insert(at, f.clone()),
+                (None, true) => {
+                    v.remove(at);
+                }
+                (None, false) => {}
+            }
+        }
+        Catalog::build_at(layers, seq, self.now_ms)
+    }
+
+    /// The next snapshot with the clock at `now`, and the work orders (ids)
+    /// that became overdue between the two clocks.
+    pub fn advance_clock(&self, now: i64) -> (Catalog, Vec<i64>) {
+        let mut next = self.clone();
+        next.now_ms = now;
+        let mut became = Vec::new();
+        let Some(li) = self.layer_pos(builtin::EVENTS) else {
+            return (next, became);
+        };
+        let l = &self.layers[li];
+        for (i, f) in l.features.iter().enumerate() {
+            if !event_overdue(&l.def, f, self.now_ms) && event_overdue(&l.def, f, now) {
+                let node = l.grid_node(i);
+                roll(
+                    &mut next.stats,
+                    &next.grids,
+                    &l.def,
+                    f,
+                    node,
+                    self.now_ms,
+                    -1,
+                );
+                roll(&mut next.stats, &next.grids, &l.def, f, node, now, 1);
+                became.push(f.id);
+            }
+        }
+        (next, became)
+    }
+}
+
+/// The deepest comprehensive grid of every feature, chunk by chunk in
+/// parallel.
+fn assign(grids: &GridTree, chunks: &[Arc<Vec<Feature>>]) -> Vec<u32> {
+    chunks
+        .par_iter()
+        .flat_map_iter(|c| {
+            c.iter()
                 .map(|f| {
                     representative_point(&f.geometry)
                         .map(|p| grids.locate(p))
                         .unwrap_or(NO_GRID)
                 })
-                .collect();
-        }
-        let stats = compute_stats(&layers, &grids);
-        Catalog {
-            layers,
-            grids,
-            stats,
-            seq,
-        }
-    }
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
-    pub fn layer(&self, name: &str) -> Option<&LayerIndex> {
-        self.layers.iter().find(|l| l.def.name == name)
+/// Adds (`sign` 1) or removes (-1) one feature's contribution to the
+/// aggregates of its grid, the grid's ancestors and the dedicated grids over
+/// it.
+fn roll(
+    stats: &mut [GridStats],
+    grids: &GridTree,
+    d: &LayerDef,
+    f: &Feature,
+    node: u32,
+    now: i64,
+    sign: i64,
+) {
+    if d.name == builtin::GRIDS {
+        return;
+    }
+    let mut n = node;
+    while n != NO_GRID {
+        add_feature(&mut stats[n as usize], d, f, now, sign);
+        n = grids.nodes[n as usize].parent;
+    }
+    if let Some(p) = representative_point(&f.geometry) {
+        for n in grids.dedicated_at(p) {
+            add_feature(&mut stats[n as usize], d, f, now, sign);
+        }
     }
 }
 
 /// Rolls every feature up its grid's ancestor chain, and computes the
 /// dedicated grids' own aggregates by containment.
-fn compute_stats(layers: &[LayerIndex], grids: &GridTree) -> Vec<GridStats> {
+fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridStats> {
     let mut stats = vec![GridStats::default(); grids.nodes.len()];
     let mut add = |layer: &LayerIndex, i: usize, node: u32| {
         let f = &layer.features[i];
@@ -197,7 +465,7 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree) -> Vec<GridStats> {
         let mut n = node;
         while n != NO_GRID {
             let s = &mut stats[n as usize];
-            add_feature(s, d, f);
+            add_feature(s, d, f, now, 1);
             n = grids.nodes[n as usize].parent;
         }
     };
@@ -226,7 +494,7 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree) -> Vec<GridStats> {
                 if let Some(p) = representative_point(&f.geometry)
                     && grids::covers(poly, &p)
                 {
-                    add_feature(&mut stats[n], &l.def, f);
+                    add_feature(&mut stats[n], &l.def, f, now, 1);
                 }
             }
         }
@@ -234,37 +502,36 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree) -> Vec<GridStats> {
     stats
 }
 
-fn add_feature(s: &mut GridStats, d: &LayerDef, f: &Feature) {
+fn add_feature(s: &mut GridStats, d: &LayerDef, f: &Feature, now: i64, sign: i64) {
     let text = |name: &str| f.get(d, name).and_then(|v| v.as_str());
+    let inc = |x: &mut u64| *x = x.wrapping_add_signed(sign);
     match d.name.as_str() {
         builtin::ADDRESSES => {
-            s.addresses += 1;
-            s.households += f.get(d, "households").and_then(|v| v.as_i64()).unwrap_or(0);
+            inc(&mut s.addresses);
+            s.households += sign * f.get(d, "households").and_then(|v| v.as_i64()).unwrap_or(0);
         }
         builtin::CAMERAS => {
-            s.cameras += 1;
+            inc(&mut s.cameras);
             if text("status") == Some("online") {
-                s.cameras_online += 1;
+                inc(&mut s.cameras_online);
             }
         }
         builtin::RISKS => {
-            s.risks += 1;
+            inc(&mut s.risks);
             if let Some(l) = f.get(d, "level").and_then(|v| v.as_i64())
                 && (1..=4).contains(&l)
             {
-                s.risks_by_level[(l - 1) as usize] += 1;
+                inc(&mut s.risks_by_level[(l - 1) as usize]);
             }
         }
-        builtin::BUILDINGS => s.buildings += 1,
+        builtin::BUILDINGS => inc(&mut s.buildings),
         builtin::EVENTS => {
-            s.events += 1;
-            match text("status") {
-                Some("closed") => {}
-                Some("overdue") => {
-                    s.events_open += 1;
-                    s.events_overdue += 1;
+            inc(&mut s.events);
+            if text("status") != Some("closed") {
+                inc(&mut s.events_open);
+                if event_overdue(d, f, now) {
+                    inc(&mut s.events_overdue);
                 }
-                _ => s.events_open += 1,
             }
         }
         _ => {}

@@ -218,6 +218,68 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Milliseconds since the epoch of an ISO 8601 instant or date (`2026-11-01`,
+/// `2026-11-01T08:00:00Z`, with offset or fraction, or `2026-11-01 08:00:00`
+/// read as UTC).
+pub fn parse_instant(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    // Fast path: the canonical `YYYY-MM-DDTHH:MM:SSZ` the stores write.
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(r)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return None;
+        }
+        chrono::NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)?;
+        let day = days_from_civil(y, m, d) * DAY_MS;
+        if b.len() == 10 {
+            return Some(day);
+        }
+        if b.len() == 20
+            && (b[10] == b'T' || b[10] == b' ')
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'Z'
+        {
+            let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+            if h < 24 && mi < 60 && se < 60 {
+                return Some(day + ((h * 60 + mi) * 60 + se) * 1000);
+            }
+            return None;
+        }
+    }
+    let t = s.replacen(' ', "T", 1);
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(&t) {
+        return Some(dt.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc().timestamp_millis())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn normalize_date(s: &str) -> Result<String, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map(|d| d.format("%Y-%m-%d").to_string())

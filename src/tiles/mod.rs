@@ -414,9 +414,9 @@ pub fn render(cat: &Catalog, cfg: &TileConfig, layers: &[String], t: TileId) -> 
         } else if let Some(&(_, until)) = cfg.cluster_below.iter().find(|(l, _)| l == name)
             && t.z < until
         {
-            render_clusters(cfg, li, &cands, t, &pr, &mut out);
+            render_clusters(cfg, li, &cands, t, &pr, cat.now_ms, &mut out);
         } else {
-            render_plain(cfg, li, &cands, t, &pr, &rect, &mut out);
+            render_plain(cfg, li, &cands, t, &pr, &rect, cat.now_ms, &mut out);
         }
         if out.layer.num_features() > 0 {
             // Layer names are unique here, so this cannot fail.
@@ -429,6 +429,7 @@ pub fn render(cat: &Catalog, cfg: &TileConfig, layers: &[String], t: TileId) -> 
     tile.to_bytes().unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_plain(
     cfg: &TileConfig,
     li: &LayerIndex,
@@ -436,8 +437,10 @@ fn render_plain(
     t: TileId,
     pr: &Projector,
     rect: &ClipRect,
+    now: i64,
     out: &mut LayerOut,
 ) {
+    let is_events = li.def.name == builtin::EVENTS;
     let props = tile_props(&li.def, t.z, cfg);
     // Property values hidden at this zoom.
     let hidden: Vec<(usize, &str)> = cfg
@@ -480,13 +483,17 @@ fn render_plain(
             }
         };
         let Some(geom) = geom else { continue };
+        // A work order past its deadline shows as `overdue` (derived at
+        // the catalog's clock; the stored status stays what it is).
+        let overdue = is_events && crate::index::event_overdue(&li.def, f, now);
         let tags: Vec<(&str, Tag)> = props
             .iter()
             .filter_map(|&k| {
-                Some((
-                    li.def.properties[k].name.as_str(),
-                    tag_of(&f.properties[k])?,
-                ))
+                let name = li.def.properties[k].name.as_str();
+                if overdue && name == "status" {
+                    return Some((name, Tag::Str("overdue")));
+                }
+                Some((name, tag_of(&f.properties[k])?))
             })
             .collect();
         out.add(geom, f.id as u64, &tags);
@@ -668,6 +675,7 @@ fn render_clusters(
     cands: &[u32],
     t: TileId,
     pr: &Projector,
+    now: i64,
     out: &mut LayerOut,
 ) {
     #[derive(Default)]
@@ -725,7 +733,7 @@ fn render_clusters(
             if status != "closed" {
                 c.open += 1;
             }
-            if status == "overdue" {
+            if crate::index::event_overdue(&li.def, f, now) {
                 c.overdue += 1;
             }
         }
