@@ -589,6 +589,40 @@ async fn exports_stream_the_same_rows_as_the_query() {
     let fc: J = r.json().await.unwrap();
     assert_eq!(fc["features"].as_array().unwrap().len(), 0);
 
+    // Browsers ask for gzip: both downloads arrive whole and compressed
+    // (a stream polled after its end once cut them off).
+    for (path, layers) in [
+        ("/api/query.csv", json!(["addresses"])),
+        ("/api/query.geojson", json!(["addresses", "cameras"])),
+    ] {
+        let r = srv
+            .client
+            .get(format!(
+                "{}{path}?q={}",
+                srv.base,
+                enc(&json!({"area": area, "layers": layers}))
+            ))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+        let gz = r.bytes().await.unwrap();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut body)
+            .unwrap_or_else(|e| panic!("{path}: gzip body cut short: {e}"));
+        if path.ends_with("csv") {
+            assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), n_addr + 1);
+        } else {
+            let fc: J = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                fc["features"].as_array().unwrap().len(),
+                n_addr + count(&q, "cameras")
+            );
+        }
+    }
+
     // Bad exports: 400 naming the fault.
     for (path, expect) in [
         ("/api/query.csv".to_string(), "q="),

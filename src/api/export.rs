@@ -145,7 +145,8 @@ pub async fn csv(
             Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
         }
     });
-    let mut res = Response::new(Body::from_stream(stream));
+    // Fused: the compression layer polls once more after the end.
+    let mut res = Response::new(Body::from_stream(futures::StreamExt::fuse(stream)));
     attachment(
         &mut res,
         "text/csv; charset=utf-8",
@@ -207,7 +208,8 @@ pub async fn geojson(
             Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
         }
     });
-    let mut res = Response::new(Body::from_stream(stream));
+    // Fused: the compression layer polls once more after the end.
+    let mut res = Response::new(Body::from_stream(futures::StreamExt::fuse(stream)));
     attachment(&mut res, "application/geo+json", "onemap-query.geojson");
     Ok(res)
 }

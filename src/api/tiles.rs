@@ -60,18 +60,42 @@ pub async fn tile(
     })?;
     let t = TileId::new(parse_u32("z", &z)?, parse_u32("x", &x)?, parse_u32("y", y)?)
         .map_err(ApiError::bad_request)?;
-    let cat = st.catalog();
-    let names = resolve_layers(&cat, &layers).map_err(ApiError::not_found)?;
+    let names = resolve_layers(&st.catalog(), &layers).map_err(ApiError::not_found)?;
     let key = TileKey {
         layers: names.join(",").into(),
         tile: t,
     };
-    let cfg = st.config.tiles.clone();
-    let entry = st
-        .tiles
-        .get_or_render(key, move || render(&cat, &cfg, &names, t))
-        .await
-        .map_err(ApiError::internal)?;
+    // A tile rendered from a snapshot that a change has since replaced is
+    // rendered again (see TileCache); a few rounds at most under heavy
+    // writes, after which the last render is served as it is.
+    let mut entry = None;
+    for _ in 0..4 {
+        let generation = st.tiles.generation();
+        let cat = st.catalog();
+        let (cfg, names) = (st.config.tiles.clone(), names.clone());
+        let got = st
+            .tiles
+            .get_or_render(key.clone(), generation, move || {
+                render(&cat, &cfg, &names, t)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        if got.is_some() {
+            entry = got;
+            break;
+        }
+    }
+    let entry = match entry {
+        Some(e) => e,
+        None => {
+            let cat = st.catalog();
+            let cfg = st.config.tiles.clone();
+            let raw = tokio::task::spawn_blocking(move || render(&cat, &cfg, &names, t))
+                .await
+                .map_err(|e| ApiError::internal(format!("tile rendering failed: {e}")))?;
+            Arc::new(crate::tiles::cache::TileEntry::new(raw, 0))
+        }
+    };
     if entry.raw.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

@@ -5,6 +5,14 @@
 //! the async workers. [`TileCache::invalidate_bbox`] drops exactly the cached
 //! tiles, at every zoom and for every layer set, whose buffered bounds meet a
 //! changed area; everything else stays warm.
+//!
+//! A render that started from the previous catalog snapshot can finish after
+//! the invalidation that followed the snapshot's replacement. Every entry
+//! therefore remembers the cache generation it was rendered at (read before
+//! the caller took its snapshot), every invalidation bumps the generation
+//! and records its area, and an entry older than an invalidation that meets
+//! its tile is stale: [`TileCache::get_or_render`] drops it and tells the
+//! caller to render again from a fresh snapshot.
 
 use super::mercator::TileId;
 use bytes::Bytes;
@@ -19,10 +27,12 @@ pub struct TileEntry {
     /// A strong validator: a hash of the bytes, so an unchanged tile keeps
     /// its ETag across invalidations and restarts.
     pub etag: String,
+    /// The cache generation the render started at.
+    pub generation: u64,
 }
 
 impl TileEntry {
-    pub fn new(raw: Vec<u8>) -> TileEntry {
+    pub fn new(raw: Vec<u8>, generation: u64) -> TileEntry {
         let gzip = if raw.is_empty() {
             Vec::new()
         } else {
@@ -39,6 +49,7 @@ impl TileEntry {
             raw: Bytes::from(raw),
             gzip: Bytes::from(gzip),
             etag,
+            generation,
         }
     }
 }
@@ -67,7 +78,15 @@ pub struct TileCache {
     buffer: f64,
     /// Tiles rendered so far (misses that did the work).
     rendered: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by every invalidation.
+    generation: std::sync::atomic::AtomicU64,
+    /// The latest invalidations: (generation, area), oldest first.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, Rect)>>,
 }
+
+/// Invalidations remembered for staleness checks; an entry older than all
+/// of them is treated as stale.
+const RECENT: usize = 4096;
 
 impl TileCache {
     pub fn new(max_bytes: u64, buffer: f64) -> TileCache {
@@ -82,30 +101,88 @@ impl TileCache {
             cache,
             buffer,
             rendered: Arc::default(),
+            generation: Default::default(),
+            recent: Default::default(),
         }
     }
 
+    /// The current generation. Read it *before* taking the catalog snapshot
+    /// a render will use, and pass it to [`TileCache::get_or_render`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The cached tile, or `render` run once (for all concurrent callers).
-    pub async fn get_or_render<F>(&self, key: TileKey, render: F) -> Result<Arc<TileEntry>, String>
+    /// `Ok(None)`: what came back was rendered before a change that touches
+    /// this tile (it has been dropped); render again from a fresh snapshot.
+    pub async fn get_or_render<F>(
+        &self,
+        key: TileKey,
+        generation: u64,
+        render: F,
+    ) -> Result<Option<Arc<TileEntry>>, String>
     where
         F: FnOnce() -> Vec<u8> + Send + 'static,
     {
         let rendered = self.rendered.clone();
-        self.cache
-            .try_get_with(key, async move {
+        let e = self
+            .cache
+            .try_get_with(key.clone(), async move {
                 tokio::task::spawn_blocking(move || {
                     rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Arc::new(TileEntry::new(render()))
+                    Arc::new(TileEntry::new(render(), generation))
                 })
                 .await
                 .map_err(|e| format!("tile rendering failed: {e}"))
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if self.stale(&key, e.generation) {
+            self.cache.invalidate(&key).await;
+            return Ok(None);
+        }
+        Ok(Some(e))
+    }
+
+    fn stale(&self, key: &TileKey, generation: u64) -> bool {
+        if generation >= self.generation() {
+            return false;
+        }
+        let recent = match self.recent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match recent.front() {
+            Some((oldest, _)) if *oldest <= generation + 1 => {}
+            // The invalidations since this render are no longer all known.
+            _ => return true,
+        }
+        let b = key.tile.bounds(self.buffer);
+        recent.iter().any(|(g, area)| {
+            *g > generation
+                && b.min().x <= area.max().x
+                && area.min().x <= b.max().x
+                && b.min().y <= area.max().y
+                && area.min().y <= b.max().y
+        })
     }
 
     /// Drops every cached tile whose (buffered) bounds meet `area`.
     pub fn invalidate_bbox(&self, area: Rect) {
+        {
+            let mut recent = match self.recent.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let g = self
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            recent.push_back((g, area));
+            if recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
         let buffer = self.buffer;
         let res = self.cache.invalidate_entries_if(move |k, _| {
             let b = k.tile.bounds(buffer);
@@ -142,5 +219,54 @@ impl TileCache {
 
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(z: u32, x: u32, y: u32) -> TileKey {
+        TileKey {
+            layers: "events".into(),
+            tile: TileId::new(z, x, y).expect("tile"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_render_from_before_an_invalidation_is_not_served() {
+        let cache = TileCache::new(1 << 20, 0.0);
+        let k = key(14, 13_330, 6_900);
+        let inside = k.tile.bounds(0.0);
+        let elsewhere = key(14, 100, 100).tile.bounds(0.0);
+
+        // A render that took its snapshot before a change to its area
+        // finishes after the invalidation: it must not be served or kept.
+        let before = cache.generation();
+        cache.invalidate_bbox(inside);
+        let got = cache.get_or_render(k.clone(), before, || vec![1]).await;
+        assert!(matches!(got, Ok(None)), "stale render served");
+        cache.run_pending_tasks().await;
+        assert!(!cache.contains(&k), "stale render kept");
+
+        // Rendered after the change: served and kept.
+        let now = cache.generation();
+        let got = cache.get_or_render(k.clone(), now, || vec![2]).await;
+        assert_eq!(got.ok().flatten().map(|e| e.raw.to_vec()), Some(vec![2]));
+
+        // A change elsewhere does not make older tiles here stale.
+        cache.invalidate_bbox(elsewhere);
+        let got = cache.get_or_render(k.clone(), now, || vec![3]).await;
+        assert_eq!(got.ok().flatten().map(|e| e.raw.to_vec()), Some(vec![2]));
+
+        // Once the history of changes is longer than remembered, an old
+        // render is judged stale whatever its area.
+        let old = cache.generation();
+        for _ in 0..=RECENT {
+            cache.invalidate_bbox(elsewhere);
+        }
+        let k2 = key(14, 13_331, 6_900);
+        let got = cache.get_or_render(k2, old, || vec![4]).await;
+        assert!(matches!(got, Ok(None)));
     }
 }

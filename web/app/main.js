@@ -2,6 +2,7 @@
 // mounted by the hash router into <main id="view">.
 import { applyI18n, fmtClock, getLang, onLangChange, setLang } from './i18n.js';
 import { route, start } from './router.js';
+import { queryView } from './views/query/index.js';
 import { screenView } from './views/screen/index.js';
 
 function header() {
@@ -24,5 +25,6 @@ document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en';
 applyI18n();
 header();
 route('screen', screenView);
-// '#/plan' and '#/query' register here when they exist.
+route('query', queryView);
+// '#/plan' registers here when it exists.
 start(document.getElementById('view'), 'screen');

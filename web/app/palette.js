@@ -50,3 +50,21 @@ export const ADDRESS = '#b0bec5';
 // The thematic groups of the layer switcher, in display order. Every style layer carries
 // metadata "onemap:group" naming one of these (or "base").
 export const GROUPS = ['grids', 'dedicated', 'buildings', 'risks', 'cameras', 'events', 'addresses'];
+
+// The department query page (#/query): a light map for a desk, drawn by styles/query.json
+// (tools/build-style.mjs) with the page's own overlays (area, results, highlight) on top.
+export const QUERY = {
+  bg: '#f2f3ef',
+  water: '#cde1f0', waterLine: '#9fc3e0',
+  road: '#ffffff', roadCase: '#d3d6da', roadLabel: '#76808a',
+  grid: { district: '#37474f', street: '#3b5b92', community: '#5c74b8', grid: '#8aa0c8', micro: '#c2cde0' },
+  gridLabel: '#3f4a5a',
+  dedicated: '#c2418a',
+  building: '#e4dccb', buildingLine: '#c7b898',
+  camera: '#2f9e6e', event: '#6c7a96', address: '#9aa5b1',
+  // overlays
+  area: '#1c7ed6',
+  result: '#e8590c',
+  highlight: '#c2255c',
+  selected: '#f08c00',
+};

@@ -3,108 +3,19 @@
 // Run from web/: `node --test tests/` (needs a built server and `apt-get install chromium
 // fonts-noto-cjk`). The server binary is $ONEMAP_BIN if set, else ../target/release/onemap, else
 // ../target/debug/onemap. Tests marked [tiles] need GET /styles/{name}.json and the vector tiles.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { decodePng, distinctColours } from './png.mjs';
+import { openPage, SLOW, useServer, waitIdle } from './harness.mjs';
 
-const WEB = fileURLToPath(new URL('..', import.meta.url));
-const STYLES = path.resolve(WEB, '../styles');
-const BIN = process.env.ONEMAP_BIN
-  ? path.resolve(process.env.ONEMAP_BIN)
-  : ['release', 'debug'].map((p) => path.resolve(WEB, `../target/${p}/onemap`)).find(existsSync)
-    ?? path.resolve(WEB, '../target/release/onemap');
-const CHROMIUM = '/usr/bin/chromium';
-const SLOW = 120_000; // swiftshader on 2 cores, and a debug server renders tiles slowly
 const LEVELS = ['district', 'street', 'community', 'grid', 'micro'];
 const LEVEL_FROM = { district: 0, street: 9, community: 11, grid: 13, micro: 15 }; // tile contract
 
-let dir; let server; let origin; let browser; let serverLog = '';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function waitHealthy(url, ms) {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`onemap serve exited (${server.exitCode}):\n${serverLog}`);
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch { /* not listening yet */ }
-    if (Date.now() > until) throw new Error(`no healthy ${url} after ${ms} ms:\n${serverLog}`);
-    await new Promise((r) => setTimeout(r, 100)); // poll interval
-  }
-}
-
-const api = async (p) => {
-  const r = await fetch(origin + p);
-  assert.equal(r.status, 200, `GET ${p} → ${r.status}`);
-  return r.json();
-};
-
-before(async () => {
-  assert.ok(existsSync(BIN), `server binary not found at ${BIN}: run \`cargo build\` in the repository root, or set ONEMAP_BIN`);
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium fonts-noto-cjk`);
-  dir = mkdtempSync(path.join(tmpdir(), 'onemap-web-'));
-  const store = path.join(dir, 's.gpkg');
-  execFileSync(BIN, ['demo', '--scale', 'small', '--store', store], { stdio: 'pipe' });
-  const port = await freePort();
-  origin = `http://127.0.0.1:${port}`;
-  server = spawn(BIN, ['serve', '--store', store, '--bind', `127.0.0.1:${port}`, '--web', WEB, '--styles', STYLES], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'onemap=warn' },
-  });
-  const keep = (b) => { serverLog = (serverLog + b).slice(-4000); };
-  server.stdout.on('data', keep);
-  server.stderr.on('data', keep);
-  await waitHealthy(`${origin}/healthz`, 30_000);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  if (server && server.exitCode === null) {
-    const gone = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await gone;
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const env = useServer();
+const api = (p) => env.api(p);
 
 /** A fresh page on the screen, recording what went wrong while it ran. */
-async function openScreen({ width = 1920, height = 1080, context } = {}) {
-  const ctx = context ?? await browser.newContext({ viewport: { width, height } });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(SLOW);
-  const rec = { consoleErrors: [], pageErrors: [], foreign: [], failedResponses: [] };
-  page.on('console', (m) => { if (m.type() === 'error') rec.consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => rec.pageErrors.push(e.message));
-  page.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(`${origin}/`) && !u.startsWith('data:') && !u.startsWith('blob:')) rec.foreign.push(u);
-  });
-  page.on('response', (r) => { if (r.status() >= 400) rec.failedResponses.push(`${r.status()} ${r.url()}`); });
-  await page.goto(`${origin}/`);
-  await page.waitForFunction(() => window.onemap?.ready);
-  await page.evaluate(() => window.onemap.ready);
-  return { page, ctx, rec };
-}
+const openScreen = (opts) => openPage(env, '', opts);
 
 const cardName = (page) => page.locator('#grid-card .name');
 const waitCard = (page, code) => page.waitForFunction(
@@ -299,12 +210,4 @@ describe('big screen', { timeout: 10 * SLOW }, () => {
 async function expectCard(page, code, name) {
   await waitCard(page, code);
   assert.equal(await cardName(page).innerText(), name);
-}
-
-function waitIdle(page) {
-  return page.evaluate(() => new Promise((resolve) => {
-    const m = window.onemap.map;
-    if (m.loaded() && !m.isMoving() && m.areTilesLoaded()) resolve();
-    else m.once('idle', resolve);
-  }));
 }

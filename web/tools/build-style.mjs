@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Writes styles/screen.json (the big-screen map style) from app/palette.js.
-//   node web/tools/build-style.mjs          write the file
-//   node web/tools/build-style.mjs --check  exit 1 if the committed file differs
+// Writes styles/screen.json (the big-screen map style) and styles/query.json (the light desk map
+// of the department query page) from app/palette.js.
+//   node web/tools/build-style.mjs          write the files
+//   node web/tools/build-style.mjs --check  exit 1 if a committed file differs
 // The style has no `glyphs`: MapLibre draws label text with the browser's own fonts.
 // Sizes go through the global state `ui_scale` (set by the page from its width, 1 at 1920 px)
 // so lines and labels keep their proportions on a 4K wall running at device scale 1.
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as P from '../app/palette.js';
 
 const OUT = fileURLToPath(new URL('../../styles/screen.json', import.meta.url));
+const OUT_QUERY = fileURLToPath(new URL('../../styles/query.json', import.meta.url));
 const SRC = 'om';
 const REG = ['Noto Sans CJK SC Regular', 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', 'PingFang SC'];
 const BOLD = ['Noto Sans CJK SC Bold', 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', 'PingFang SC'];
@@ -308,11 +310,101 @@ const style = {
   layers,
 };
 
-const text = JSON.stringify(style, null, 1) + '\n';
-if (process.argv.includes('--check')) {
-  const cur = readFileSync(OUT, 'utf8');
-  if (cur !== text) { console.error(`${OUT} is out of date: run node web/tools/build-style.mjs`); process.exit(1); }
-} else {
-  writeFileSync(OUT, text);
-  console.log(`wrote ${OUT} (${layers.length} layers)`);
+// ── the query page's map: light, quiet context for a desk ──────────────────
+// Grid boundaries of every level with their names, roads, water, buildings and the point layers
+// as small dots (their clusters as faint circles). Layers carry metadata "onemap:group" naming the
+// data layer they show, so the page can show only the layers a query looks at. The page adds its
+// own overlays (area, draft, results, highlight) at run time.
+function queryStyle() {
+  const Q = P.QUERY;
+  const L = [];
+  const notCluster = ['!', isCluster];
+  L.push({ id: 'background', type: 'background', paint: { 'background-color': Q.bg }, metadata: group('base') });
+  L.push({ id: 'water', type: 'fill', source: SRC, 'source-layer': 'water', metadata: group('base'),
+    paint: { 'fill-color': Q.water, 'fill-outline-color': Q.waterLine } });
+  L.push({ id: 'roads-case', type: 'line', source: SRC, 'source-layer': 'roads', minzoom: 10, metadata: group('base'),
+    layout: { 'line-cap': 'round', 'line-join': 'round' },
+    paint: { 'line-color': Q.roadCase, 'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 10, 1.5, 18, 12] } });
+  L.push({ id: 'roads', type: 'line', source: SRC, 'source-layer': 'roads', minzoom: 10, metadata: group('base'),
+    layout: { 'line-cap': 'round', 'line-join': 'round' },
+    paint: { 'line-color': Q.road, 'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 10, 0.8, 18, 9] } });
+  L.push({ id: 'buildings', type: 'fill', source: SRC, 'source-layer': 'buildings', minzoom: 12, metadata: group('buildings'),
+    paint: { 'fill-color': Q.building, 'fill-outline-color': Q.buildingLine } });
+  // the selected grid (global state, set by the page when the area is a grid)
+  L.push({ id: 'grids-selected-fill', type: 'fill', source: SRC, 'source-layer': 'grids', metadata: group('selection'),
+    filter: ['==', ['get', 'code'], ['global-state', 'selected']],
+    paint: { 'fill-color': Q.selected, 'fill-opacity': 0.1 } });
+  const width = { district: [2.4, 3.2], street: [1.6, 2.6], community: [1.1, 1.8], grid: [0.7, 1.2], micro: [0.4, 0.8] };
+  for (const l of [...P.GRID_LEVELS].reverse()) {
+    const st = P.GRID_STYLE[l];
+    L.push({ id: `grids-line-${l}`, type: 'line', source: SRC, 'source-layer': 'grids', metadata: group('grids'),
+      minzoom: st.from, filter: ['all', ['==', ['get', 'level'], l], ['==', ['get', 'kind'], 'comprehensive']],
+      layout: { 'line-join': 'round' },
+      paint: { 'line-color': Q.grid[l], 'line-width': ['interpolate', ['linear'], ['zoom'], st.from, width[l][0], st.from + 5, width[l][1]] } });
+  }
+  L.push({ id: 'grids-line-dedicated', type: 'line', source: SRC, 'source-layer': 'grids', metadata: group('grids'),
+    minzoom: P.DEDICATED.from, filter: ['==', ['get', 'kind'], 'dedicated'],
+    paint: { 'line-color': Q.dedicated, 'line-width': 1.2, 'line-dasharray': [3, 2] } });
+  L.push({ id: 'grids-selected-line', type: 'line', source: SRC, 'source-layer': 'grids', metadata: group('selection'),
+    filter: ['==', ['get', 'code'], ['global-state', 'selected']], layout: { 'line-join': 'round' },
+    paint: { 'line-color': Q.selected, 'line-width': 3 } });
+  const riskColor = ['match', ['to-number', ['get', 'level'], 4], 1, P.RISK_LEVELS[1], 2, P.RISK_LEVELS[2], 3, P.RISK_LEVELS[3], P.RISK_LEVELS[4]];
+  L.push({ id: 'risks-area', type: 'fill', source: SRC, 'source-layer': 'risks', minzoom: 12, metadata: group('risks'),
+    filter: ['==', ['geometry-type'], 'Polygon'], paint: { 'fill-color': riskColor, 'fill-opacity': 0.15 } });
+  const faintCluster = (name, color, minzoom) => L.push({
+    id: `${name}-cluster`, type: 'circle', source: SRC, 'source-layer': name, minzoom, metadata: group(name),
+    filter: isCluster,
+    paint: { 'circle-color': color, 'circle-opacity': 0.18, 'circle-stroke-color': color, 'circle-stroke-opacity': 0.45,
+      'circle-stroke-width': 0.8, 'circle-radius': ['interpolate', ['linear'], num('count'), 1, 3, 50, 7, 500, 12] },
+  });
+  const dot = (name, color, minzoom, r, extra = {}) => L.push({
+    id: name, type: 'circle', source: SRC, 'source-layer': name, minzoom, metadata: group(name),
+    filter: extra.filter ?? notCluster,
+    paint: { 'circle-color': color, 'circle-opacity': 0.75, 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 0.8,
+      'circle-radius': ['interpolate', ['linear'], ['zoom'], minzoom, r[0], 18, r[1]] },
+  });
+  faintCluster('addresses', Q.address, 14);
+  dot('addresses', Q.address, 16, [1.5, 3]);
+  faintCluster('events', Q.event, 11);
+  dot('events', Q.event, 16, [2.5, 5]);
+  faintCluster('cameras', Q.camera, 11);
+  dot('cameras', Q.camera, 13, [2, 4.5]);
+  faintCluster('risks', P.RISK_LEVELS[2], 10);
+  dot('risks', riskColor, 12, [2.5, 5.5], { filter: ['all', notCluster, ['==', ['geometry-type'], 'Point']] });
+  const qHalo = { 'text-halo-color': 'rgba(255,255,255,0.9)', 'text-halo-width': 1.4 };
+  L.push({ id: 'roads-label', type: 'symbol', source: SRC, 'source-layer': 'roads', minzoom: 14, metadata: group('base'),
+    layout: { 'symbol-placement': 'line', 'text-field': ['get', 'name'], 'text-font': REG, 'text-size': 11 },
+    paint: { 'text-color': Q.roadLabel, ...qHalo } });
+  for (const l of ['micro', 'grid', 'community', 'street', 'district']) {
+    const st = P.GRID_STYLE[l];
+    const coarse = l === 'district' || l === 'street';
+    L.push({ id: `grids-label-${l}`, type: 'symbol', source: SRC, 'source-layer': 'grid_labels', metadata: group('grids'),
+      minzoom: Math.max(st.label[0], st.from), maxzoom: st.label[1],
+      filter: ['all', ['==', ['get', 'level'], l], ['==', ['get', 'kind'], 'comprehensive']],
+      layout: { 'text-field': ['get', 'name'], 'text-font': coarse ? BOLD : REG, 'text-size': Math.max(11, st.text - 2),
+        'text-padding': 4, 'text-max-width': 8, 'symbol-sort-key': P.GRID_LEVELS.indexOf(l) },
+      paint: { 'text-color': coarse ? Q.grid.district : Q.gridLabel, ...qHalo } });
+  }
+  return {
+    version: 8,
+    name: 'onemap query 查询',
+    metadata: { 'onemap:generator': 'web/tools/build-style.mjs (edit that, not this file)' },
+    state: { selected: { default: '' } },
+    sources: { [SRC]: { type: 'vector', url: '{{origin}}/tiles/all.json' } },
+    layers: L,
+  };
 }
+
+let stale = false;
+for (const [out, st] of [[OUT, style], [OUT_QUERY, queryStyle()]]) {
+  const text = JSON.stringify(st, null, 1) + '\n';
+  if (process.argv.includes('--check')) {
+    let cur = '';
+    try { cur = readFileSync(out, 'utf8'); } catch { /* missing: stale */ }
+    if (cur !== text) { console.error(`${out} is out of date: run node web/tools/build-style.mjs`); stale = true; }
+  } else {
+    writeFileSync(out, text);
+    console.log(`wrote ${out} (${st.layers.length} layers)`);
+  }
+}
+if (stale) process.exit(1);
