@@ -5,6 +5,7 @@ pub mod api;
 pub mod demo;
 pub mod import;
 pub mod index;
+pub mod live;
 pub mod model;
 pub mod query;
 pub mod store;

@@ -7,6 +7,7 @@
 pub mod error;
 mod export;
 mod handlers;
+mod live;
 pub mod ogc;
 pub mod tiles;
 
@@ -34,17 +35,26 @@ pub struct AppState {
     pub config: Config,
     /// Encoded tiles; invalidate by area when data changes.
     pub tiles: TileCache,
+    /// The live writer's queue and the broadcast hub.
+    pub live: crate::live::Live,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, config: Config) -> Arc<AppState> {
         let buffer = f64::from(config.tiles.buffer) / f64::from(config.tiles.extent);
-        Arc::new(AppState {
+        let state = Arc::new(AppState {
             store,
             catalog: RwLock::new(Arc::new(catalog)),
             tiles: TileCache::new(config.tile_cache_bytes, buffer),
             config,
-        })
+            live: crate::live::Live::new(),
+        });
+        // The live writer needs a runtime; without one (a sync test) live
+        // writes answer 503.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            crate::live::Live::start(&state);
+        }
+        state
     }
 
     /// A snapshot of the catalog.
@@ -75,6 +85,8 @@ pub struct Config {
     pub tiles: TileConfig,
     /// Memory for cached tiles (raw + gzip), bytes.
     pub tile_cache_bytes: u64,
+    /// How often the live writer moves the clock (orders turning overdue).
+    pub clock_tick: std::time::Duration,
 }
 
 impl Default for Config {
@@ -85,6 +97,7 @@ impl Default for Config {
             styles_dir: PathBuf::from("styles"),
             tiles: TileConfig::default(),
             tile_cache_bytes: 256 * 1024 * 1024,
+            clock_tick: crate::live::CLOCK_TICK,
         }
     }
 }
@@ -106,6 +119,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/nearest", get(handlers::nearest))
         .route("/api/query.csv", get(export::csv))
         .route("/api/query.geojson", get(export::geojson))
+        .route("/api/events", axum::routing::post(live::post_events))
+        .route("/api/events/{id}", axum::routing::patch(live::patch_event))
+        .route("/api/live", get(live::live))
+        .route("/api/stats", get(live::stats))
         .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
         .route("/ogc", get(ogc::landing))
         .route("/ogc/", get(ogc::landing))
@@ -182,7 +199,7 @@ pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> 
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    let app = router(state);
+    let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -191,6 +208,9 @@ pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> 
                     _ = rx => {},
                     _ = shutdown_signal() => {},
                 }
+                // Live streams never end by themselves: end them, so the
+                // in-flight requests the shutdown waits for can finish.
+                state.live.close();
             })
             .await
     });

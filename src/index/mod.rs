@@ -158,6 +158,39 @@ pub struct GridStats {
     pub events: u64,
     pub events_open: u64,
     pub events_overdue: u64,
+    /// Created since the start of the local day (UTC+8).
+    pub today_new: u64,
+    /// Closed since the start of the local day.
+    pub today_closed: u64,
+    pub closed: u64,
+    /// Closed no later than their deadline.
+    pub closed_on_time: u64,
+}
+
+/// The offset of local time (China Standard Time, UTC+8), ms: "today" is
+/// the local day.
+pub const LOCAL_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// The start (ms since the epoch) of the local day holding `now`.
+pub fn local_day_start(now: i64) -> i64 {
+    let day = crate::model::value::DAY_MS;
+    (now + LOCAL_OFFSET_MS).div_euclid(day) * day - LOCAL_OFFSET_MS
+}
+
+/// What time-dependent aggregates are judged at.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    now: i64,
+    day_start: i64,
+}
+
+impl Clock {
+    fn at(now: i64) -> Clock {
+        Clock {
+            now,
+            day_start: local_day_start(now),
+        }
+    }
 }
 
 /// A change to one feature, as a live write or the change log describes
@@ -237,7 +270,7 @@ impl Catalog {
             }
             l.grid_of = Chunked::from_vec(assign(&grids, l.features.chunks()));
         }
-        let stats = compute_stats(&layers, &grids, now);
+        let stats = compute_stats(layers.iter(), &grids, Clock::at(now));
         Catalog {
             layers: layers.into_iter().map(Arc::new).collect(),
             grids: Arc::new(grids),
@@ -271,7 +304,7 @@ impl Catalog {
         }
         let mut next = self.clone();
         next.seq = seq;
-        let now = self.now_ms;
+        let clock = Clock::at(self.now_ms);
         let mut touched: Vec<(usize, LayerIndex, bool)> = Vec::new();
         for p in patches {
             let Some(li) = self.layer_pos(&p.layer) else {
@@ -289,14 +322,14 @@ impl Catalog {
             if let Some(i) = old {
                 let f = l.features[i].clone();
                 let node = l.grid_node(i);
-                roll(&mut next.stats, &next.grids, &l.def, &f, node, now, -1);
+                roll(&mut next.stats, &next.grids, &l.def, &f, node, clock, -1);
             }
             let node = match &p.after {
                 Some(f) => {
                     let node = representative_point(&f.geometry)
                         .map(|pt| next.grids.locate(pt))
                         .unwrap_or(NO_GRID);
-                    roll(&mut next.stats, &next.grids, &l.def, f, node, now, 1);
+                    roll(&mut next.stats, &next.grids, &l.def, f, node, clock, 1);
                     node
                 }
                 None => NO_GRID,
@@ -390,24 +423,28 @@ impl Catalog {
         let Some(li) = self.layer_pos(builtin::EVENTS) else {
             return (next, became);
         };
+        let (old, new) = (Clock::at(self.now_ms), Clock::at(now));
         let l = &self.layers[li];
         for (i, f) in l.features.iter().enumerate() {
             if !event_overdue(&l.def, f, self.now_ms) && event_overdue(&l.def, f, now) {
-                let node = l.grid_node(i);
-                roll(
-                    &mut next.stats,
-                    &next.grids,
-                    &l.def,
-                    f,
-                    node,
-                    self.now_ms,
-                    -1,
-                );
-                roll(&mut next.stats, &next.grids, &l.def, f, node, now, 1);
+                if old.day_start == new.day_start {
+                    let node = l.grid_node(i);
+                    roll(&mut next.stats, &next.grids, &l.def, f, node, old, -1);
+                    roll(&mut next.stats, &next.grids, &l.def, f, node, new, 1);
+                }
                 became.push(f.id);
             }
         }
+        if old.day_start != new.day_start {
+            // A new local day: "today" starts over everywhere.
+            next.stats = compute_stats(next.layers.iter().map(|l| &**l), &next.grids, new);
+        }
         (next, became)
+    }
+
+    /// The start of the local day the catalog's clock is in.
+    pub fn day_start_ms(&self) -> i64 {
+        local_day_start(self.now_ms)
     }
 }
 
@@ -437,7 +474,7 @@ fn roll(
     d: &LayerDef,
     f: &Feature,
     node: u32,
-    now: i64,
+    clock: Clock,
     sign: i64,
 ) {
     if d.name == builtin::GRIDS {
@@ -445,19 +482,23 @@ fn roll(
     }
     let mut n = node;
     while n != NO_GRID {
-        add_feature(&mut stats[n as usize], d, f, now, sign);
+        add_feature(&mut stats[n as usize], d, f, clock, sign);
         n = grids.nodes[n as usize].parent;
     }
     if let Some(p) = representative_point(&f.geometry) {
         for n in grids.dedicated_at(p) {
-            add_feature(&mut stats[n as usize], d, f, now, sign);
+            add_feature(&mut stats[n as usize], d, f, clock, sign);
         }
     }
 }
 
 /// Rolls every feature up its grid's ancestor chain, and computes the
 /// dedicated grids' own aggregates by containment.
-fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridStats> {
+fn compute_stats<'a>(
+    layers: impl Iterator<Item = &'a LayerIndex> + Clone,
+    grids: &GridTree,
+    clock: Clock,
+) -> Vec<GridStats> {
     let mut stats = vec![GridStats::default(); grids.nodes.len()];
     let mut add = |layer: &LayerIndex, i: usize, node: u32| {
         let f = &layer.features[i];
@@ -465,11 +506,11 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridS
         let mut n = node;
         while n != NO_GRID {
             let s = &mut stats[n as usize];
-            add_feature(s, d, f, now, 1);
+            add_feature(s, d, f, clock, 1);
             n = grids.nodes[n as usize].parent;
         }
     };
-    for l in layers {
+    for l in layers.clone() {
         for (i, &g) in l.grid_of.iter().enumerate() {
             if g != NO_GRID {
                 add(l, i, g);
@@ -485,7 +526,7 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridS
         let Some(r) = poly.bounding_rect() else {
             continue;
         };
-        for l in layers {
+        for l in layers.clone() {
             if l.def.name == builtin::GRIDS {
                 continue;
             }
@@ -494,7 +535,7 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridS
                 if let Some(p) = representative_point(&f.geometry)
                     && grids::covers(poly, &p)
                 {
-                    add_feature(&mut stats[n], &l.def, f, now, 1);
+                    add_feature(&mut stats[n], &l.def, f, clock, 1);
                 }
             }
         }
@@ -502,7 +543,7 @@ fn compute_stats(layers: &[LayerIndex], grids: &GridTree, now: i64) -> Vec<GridS
     stats
 }
 
-fn add_feature(s: &mut GridStats, d: &LayerDef, f: &Feature, now: i64, sign: i64) {
+fn add_feature(s: &mut GridStats, d: &LayerDef, f: &Feature, clock: Clock, sign: i64) {
     let text = |name: &str| f.get(d, name).and_then(|v| v.as_str());
     let inc = |x: &mut u64| *x = x.wrapping_add_signed(sign);
     match d.name.as_str() {
@@ -527,9 +568,24 @@ fn add_feature(s: &mut GridStats, d: &LayerDef, f: &Feature, now: i64, sign: i64
         builtin::BUILDINGS => inc(&mut s.buildings),
         builtin::EVENTS => {
             inc(&mut s.events);
-            if text("status") != Some("closed") {
+            let time = |name: &str| text(name).and_then(parse_instant);
+            if time("created_at").is_some_and(|t| t >= clock.day_start) {
+                inc(&mut s.today_new);
+            }
+            if text("status") == Some("closed") {
+                inc(&mut s.closed);
+                let closed_at = time("closed_at");
+                if closed_at.is_some_and(|t| t >= clock.day_start) {
+                    inc(&mut s.today_closed);
+                }
+                if let (Some(c), Some(d)) = (closed_at, time("deadline"))
+                    && c <= d
+                {
+                    inc(&mut s.closed_on_time);
+                }
+            } else {
                 inc(&mut s.events_open);
-                if event_overdue(d, f, now) {
+                if event_overdue(d, f, clock.now) {
                     inc(&mut s.events_overdue);
                 }
             }

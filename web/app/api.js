@@ -35,6 +35,8 @@ export const api = {
   grid: (code, opts) => getJSON(`/api/grids/${encodeURIComponent(code)}`, opts),
   locate: (lon, lat, opts) => getJSON(`/api/locate?lon=${lon}&lat=${lat}`, opts),
   layers: (opts) => getJSON('/api/layers', opts),
+  /** GET /api/stats?level=…[&parent=…]: per-area work-order aggregates, top grids, overdue list. */
+  stats: (level, parent, opts) => getJSON(`/api/stats?level=${encodeURIComponent(level)}${parent ? `&parent=${encodeURIComponent(parent)}` : ''}`, opts),
   /** POST /api/query {area, layers, filter, group_by, limit, cursor}. */
   query: (body, opts) => postJSON('/api/query', body, opts),
   /** The download URL of a query: kind 'csv' (one layer) or 'geojson'. */

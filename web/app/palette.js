@@ -68,3 +68,29 @@ export const QUERY = {
   highlight: '#c2255c',
   selected: '#f08c00',
 };
+
+// ── live work orders on the big screen ──────────────────────────────────────────────────────────
+// The sources of work orders, in display order, each with one colour: the pulse of a new order on
+// the map and its slice of the "today by source" chart share it.
+export const EVENT_SOURCES = ['hotline_12345', 'police_110', 'grid_report', 'camera_alarm', 'resident_app', 'petition'];
+export const SOURCE_COLORS = {
+  hotline_12345: '#40a9ff', police_110: '#ff5c7a', grid_report: '#00e5ff',
+  camera_alarm: '#ffb300', resident_app: '#00e6a8', petition: '#b388ff',
+};
+
+// Grids tinted by their open work orders (feature-state `open` and `overdue`, set by the screen
+// from the live stats, so a changed number never refetches a tile): the colour goes from `open`
+// to `overdue` with the share of open orders that are overdue; the opacity grows with the open
+// count through the level's stops (a district holds far more orders than a micro-grid).
+export const GRID_LOAD = {
+  open: '#f5a623', mixed: '#ff7043', overdue: '#ff2d55',
+  opacity: [0.16, 0.3, 0.48],
+  stops: { district: [1, 100, 1000], street: [1, 40, 400], community: [1, 12, 120], grid: [1, 4, 30], micro: [1, 2, 8] },
+};
+
+// Side charts of the screen.
+export const CHART = {
+  text: '#dbe7ff', muted: '#8aa0c8', faint: '#5a6f96', grid: 'rgba(64,169,255,0.12)',
+  bar: ['#00e5ff', '#1f6feb'], open: '#40a9ff', overdue: '#ff5252',
+  closure: '#00e6a8', onTime: '#40a9ff', track: 'rgba(64,169,255,0.14)',
+};

@@ -56,15 +56,28 @@ layers.push({
 // ── grids: fills (only the deepest level shown at a zoom, a patchwork of opacities) ──
 const levelEq = (l) => ['all', ['==', ['get', 'level'], l], ['==', ['get', 'kind'], 'comprehensive']];
 const fillUntil = { district: 9, street: 11, community: 13, grid: 15, micro: 24 };
+// The live load of a grid, set by the screen as feature-state { open, overdue } (absent: 0).
+const fsOpen = ['coalesce', ['feature-state', 'open'], 0];
+const fsOverdue = ['coalesce', ['feature-state', 'overdue'], 0];
+const hasOpen = ['>', fsOpen, 0];
+const loadColor = ['interpolate', ['linear'], ['/', fsOverdue, ['max', fsOpen, 1]],
+  0, P.GRID_LOAD.open, 0.5, P.GRID_LOAD.mixed, 1, P.GRID_LOAD.overdue];
+const loadOpacity = (l) => {
+  const out = ['interpolate', ['linear'], fsOpen];
+  P.GRID_LOAD.stops[l].forEach((v, i) => out.push(v, P.GRID_LOAD.opacity[i]));
+  return out;
+};
 for (const l of P.GRID_LEVELS) {
   const st = P.GRID_STYLE[l];
   layers.push({
     id: `grids-fill-${l}`, type: 'fill', source: SRC, 'source-layer': 'grids', metadata: group('grids'),
     minzoom: st.from, maxzoom: fillUntil[l], filter: levelEq(l),
     paint: {
-      'fill-color': st.fill,
-      // vary the tint by the code's last digit so neighbours read as separate cells
-      'fill-opacity': ['match', ['%', ['to-number', ['slice', ['get', 'code'], -1], 0], 4], 0, 0.05, 1, 0.09, 2, 0.13, 0.07],
+      // grids with open work orders: tinted by the live load (feature-state, see GRID_LOAD)
+      'fill-color': ['case', hasOpen, loadColor, st.fill],
+      // else vary the tint by the code's last digit so neighbours read as separate cells
+      'fill-opacity': ['case', hasOpen, loadOpacity(l),
+        ['match', ['%', ['to-number', ['slice', ['get', 'code'], -1], 0], 4], 0, 0.05, 1, 0.09, 2, 0.13, 0.07]],
     },
   });
 }
@@ -298,6 +311,31 @@ layers.push({
 
 for (const l of ['street', 'district']) gridLabel(l);
 
+// ── live: new work orders pulse for a few seconds. The page fills the GeoJSON source `live` with a
+// bounded set of recent orders (feature id = slot) and animates each through its feature-state:
+// `ring` runs 0 → 1 for each beat of the expanding ring, `fade` falls 1 → 0 at the end of its life.
+const ring = ['coalesce', ['feature-state', 'ring'], 0];
+const fade = ['coalesce', ['feature-state', 'fade'], 1];
+const sourceColor = ['match', ['get', 'source'], ...P.EVENT_SOURCES.flatMap((k) => [k, P.SOURCE_COLORS[k]]), P.EVENT_STATUS.new];
+layers.push({
+  id: 'live-pulse-ring', type: 'circle', source: 'live', metadata: group('live'),
+  paint: {
+    'circle-color': sourceColor,
+    'circle-opacity': ['*', 0.22, ['-', 1, ring], fade],
+    'circle-radius': ['interpolate', ['linear'], ring, 0, s(6), 1, s(36)],
+    'circle-stroke-color': sourceColor,
+    'circle-stroke-width': s(2.2),
+    'circle-stroke-opacity': ['*', ['-', 1, ring], fade],
+  },
+});
+layers.push({
+  id: 'live-pulse-core', type: 'circle', source: 'live', metadata: group('live'),
+  paint: {
+    'circle-color': sourceColor, 'circle-radius': s(5.5), 'circle-opacity': fade,
+    'circle-stroke-color': '#ffffff', 'circle-stroke-width': s(1.6), 'circle-stroke-opacity': fade,
+  },
+});
+
 const style = {
   version: 8,
   name: 'onemap screen 大屏',
@@ -305,6 +343,7 @@ const style = {
   state: { ui_scale: { default: 1 }, selected: { default: '' } },
   sources: {
     [SRC]: { type: 'vector', url: '{{origin}}/tiles/all.json' },
+    live: { type: 'geojson', data: { type: 'FeatureCollection', features: [] } },
   },
   light: { anchor: 'viewport', color: '#cfe3ff', intensity: 0.35, position: [1.3, 210, 40] },
   layers,

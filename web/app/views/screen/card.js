@@ -114,6 +114,13 @@ export function createCard(el, { onOpen }) {
       el.hidden = false;
       $('.card-msg').textContent = `${t('card.error')}: ${err.message}`;
     },
+    /** Live numbers for the grid shown (from the stream), without a request. */
+    patch(code, { events_open: open, events_overdue: overdue }) {
+      if (!data || data.code !== code) return;
+      data.counts = { ...data.counts, events_open: open, events_overdue: overdue };
+      field('events_open').textContent = fmtNumber(open);
+      field('events_overdue').textContent = fmtNumber(overdue);
+    },
     get code() { return data?.code ?? null; },
     destroy() { offLang(); data = null; },
   };

@@ -1,9 +1,12 @@
-// The big screen (大屏): a full-screen map, the layer switcher with the district overview on the
-// left, the grid card on the right. Everything it creates is released by the returned unmount.
+// The big screen (大屏): a full-screen map; on the left the district overview and the layer
+// switcher; on the right the grid card over the overdue list; between them the live counters
+// (top) and the charts (bottom), all fed by the live stream (live-view.js). Everything it creates
+// is released by the returned unmount.
 import { api } from '../../api.js';
 import { applyI18n, fmtNumber, onLangChange, t } from '../../i18n.js';
 import { createCard } from './card.js';
 import { createLayerPanel } from './layers.js';
+import { createLiveScreen } from './live-view.js';
 import { createMap, deepestLevelAt, gridAtPoint, loadStyle, setGlobal, uiScale } from './map.js';
 
 const LAYOUT = `
@@ -22,7 +25,27 @@ const LAYOUT = `
     </section>
     <section class="layer-panel"></section>
   </div>
-  <aside class="grid-card" id="grid-card" aria-live="polite"></aside>
+  <section class="live-kpis panel" aria-live="off">
+    <div class="lk" data-k="today_new"><span class="v">–</span><span class="k" data-i18n-b="live.todayNew"></span></div>
+    <div class="lk" data-k="today_closed"><span class="v">–</span><span class="k" data-i18n-b="live.todayClosed"></span></div>
+    <div class="lk" data-k="events_open"><span class="v">–</span><span class="k" data-i18n-b="card.eventsOpen"></span></div>
+    <div class="lk warn" data-k="events_overdue"><span class="v">–</span><span class="k" data-i18n-b="card.eventsOverdue"></span></div>
+    <div class="live-state" data-state="connecting"><i></i><span class="live-state-text"></span><time></time></div>
+  </section>
+  <div class="right">
+    <aside class="grid-card" id="grid-card" aria-live="polite"></aside>
+    <section class="overdue panel">
+      <h2><span data-i18n-b="live.overdueList"></span><span class="od-total"></span></h2>
+      <div class="od-viewport"><ol class="od-list"></ol></div>
+      <p class="od-empty" data-i18n="live.noOverdue" hidden></p>
+    </section>
+  </div>
+  <div class="charts">
+    <section class="panel chart-panel" data-chart="source"><h2 data-i18n-b="live.bySource"></h2><div class="chart"></div></section>
+    <section class="panel chart-panel" data-chart="category"><h2 data-i18n-b="live.byCategory"></h2><div class="chart"></div></section>
+    <section class="panel chart-panel" data-chart="rates"><h2 data-i18n-b="live.rates"></h2><div class="chart"></div></section>
+    <section class="panel chart-panel" data-chart="top"><h2 data-i18n-b="live.topGrids"></h2><div class="chart"></div></section>
+  </div>
   <div class="map-tools">
     <span class="status" data-state="loading"><i></i><span class="status-text"></span></span>
     <button type="button" class="pitch" data-i18n-title="view.pitch.title"></button>
@@ -67,16 +90,19 @@ export const screenView = {
 
     // ── grid selection ──
     let inflight = null;
+    // the map's free middle: between the side columns, under the counters, over the charts
     const fitPadding = () => {
       const left = $('.left').getBoundingClientRect();
-      const card = $('.grid-card').getBoundingClientRect();
-      const top = document.getElementById('top')?.getBoundingClientRect().bottom ?? 0;
+      const right = $('.right').getBoundingClientRect();
+      const kpis = $('.live-kpis').getBoundingClientRect();
+      const charts = $('.charts').getBoundingClientRect();
+      const top = Math.max(document.getElementById('top')?.getBoundingClientRect().bottom ?? 0, kpis.height ? kpis.bottom : 0);
       const pad = Math.round(24 * uiScale());
       return {
         top: top + pad,
-        bottom: pad,
+        bottom: (charts.height ? innerHeight - charts.top : 0) + pad,
         left: (left.width ? left.right : 0) + pad,
-        right: (card.width ? innerWidth - card.left : 0) + pad,
+        right: (right.width ? innerWidth - right.left : 0) + pad,
       };
     };
 
@@ -130,6 +156,7 @@ export const screenView = {
     const renderOverview = () => {
       if (!overview) return;
       const c = overview.counts;
+      if (liveTotal?.events_open != null) { c.events_open = liveTotal.events_open; c.events_overdue = liveTotal.events_overdue; }
       const o = (k) => root.querySelector(`[data-o="${k}"]`);
       o('households').textContent = fmtNumber(c.households);
       o('cameras').textContent = `${fmtNumber(c.cameras_online)}/${fmtNumber(c.cameras)}`;
@@ -139,6 +166,19 @@ export const screenView = {
       o('buildings').textContent = fmtNumber(c.buildings);
     };
     cleanups.push(onLangChange(() => { renderOverview(); showPitch(); $('.status-text').textContent = t(statusKey); }));
+
+    // ── live: counters, charts, overdue list, grid tint and pulses from the stream ──
+    let liveTotal = null;
+    const live = createLiveScreen(root, map, {
+      openGrid: (code) => openGrid(code, { fit: true }).catch(() => {}),
+      onTotals: (total) => { liveTotal = total; renderOverview(); },
+      onAreas: (model, codes) => {
+        const code = card.code;
+        const a = code && codes.has(code) ? model.areas.get(code) : null;
+        if (a) card.patch(code, { events_open: a.open, events_overdue: a.overdue });
+      },
+    });
+    cleanups.push(() => live.destroy());
 
     const ready = (async () => {
       const { grids } = await api.grids('district');
@@ -167,7 +207,7 @@ export const screenView = {
     const timer = setInterval(refresh, REFRESH_MS);
     cleanups.push(() => clearInterval(timer));
 
-    window.onemap = { map, ready, openGrid, deepestLevelAt, refresh };
+    window.onemap = { map, ready, openGrid, deepestLevelAt, refresh, live };
     cleanups.push(() => { delete window.onemap; delete document.body.dataset.mapIdle; });
 
     return () => { for (const fn of cleanups.reverse()) fn(); };

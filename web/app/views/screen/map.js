@@ -47,6 +47,7 @@ export function createMap(container, style, { onTileError } = {}) {
     // Each tile error is reported once per source and kept out of the console: a screen that
     // runs for days must not fill the log while the tile service restarts.
   });
+  map.once('style.load', () => styled.add(map));
   map.on('error', (e) => {
     if (e.sourceId || e.tile || e.source) onTileError?.(e);
     else console.warn('map:', e.error?.message ?? e);
@@ -54,9 +55,13 @@ export function createMap(container, style, { onTileError } = {}) {
   return map;
 }
 
+// Maps whose style has loaded. map.isStyleLoaded() is false again while tiles load, and
+// 'style.load' fires only once, so it cannot tell by itself whether to wait.
+const styled = new WeakSet();
+
 /** Runs fn once the style is loaded (now, if it is). */
 export function whenStyle(map, fn) {
-  if (map.isStyleLoaded()) fn();
+  if (styled.has(map) || map.isStyleLoaded()) fn();
   else map.once('style.load', fn);
 }
 

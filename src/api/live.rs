@@ -1,0 +1,208 @@
+//! HTTP for the live path: `POST /api/events`, `PATCH /api/events/{id}`,
+//! `GET /api/live` (Server-Sent Events) and `GET /api/stats`.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::live::{Refusal, event_message, ingest};
+use crate::model::{GridCode, GridLevel};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+type S = State<Arc<AppState>>;
+
+/// Most change-log rows replayed to a reconnecting client; further behind,
+/// it is told to reload (`reset`).
+const MAX_REPLAY: i64 = 100_000;
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::BadRequest(m) => ApiError::bad_request(m),
+            Refusal::NotFound(m) => ApiError::not_found(m),
+            Refusal::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            Refusal::Unavailable(m) => ApiError::unavailable(m),
+        }
+    }
+}
+
+fn author(headers: &HeaderMap) -> String {
+    headers
+        .get("x-onemap-user")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().chars().take(64).collect::<String>())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "api".to_string())
+}
+
+/// `POST /api/events`: one work order (a GeoJSON Feature) or up to 1,000
+/// (a FeatureCollection), idempotent by `id`. 201 when anything was
+/// created, 200 when every order was already there unchanged.
+pub async fn post_events(
+    State(st): S,
+    headers: HeaderMap,
+    body: Result<Json<J>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let orders = ingest::parse_batch(&body).map_err(ApiError::bad_request)?;
+    let done = st.live.ingest(orders, author(&headers)).await?;
+    let status = if done.created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"seq": done.seq, "results": done.results})),
+    )
+        .into_response())
+}
+
+/// `PATCH /api/events/{id}`: a status change (forward only) and/or the
+/// department.
+pub async fn patch_event(
+    State(st): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<ingest::PatchBody>, JsonRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Json(body) = body?;
+    body.check().map_err(ApiError::bad_request)?;
+    Ok(Json(st.live.patch(id, body, author(&headers)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// For clients that cannot set the Last-Event-ID header.
+    last_event_id: Option<i64>,
+}
+
+fn sse_event(m: &crate::live::Msg) -> Event {
+    let e = Event::default().event(m.event).data(&m.data);
+    match m.id {
+        Some(id) => e.id(id.to_string()),
+        None => e,
+    }
+}
+
+/// `GET /api/live`: the live stream. With `Last-Event-ID` (or
+/// `?last_event_id=`), first the `event` messages after it, replayed from
+/// the change log, then the live ones (none twice).
+pub async fn live(
+    State(st): S,
+    headers: HeaderMap,
+    q: Result<Query<LiveParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let last = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(s) if !s.trim().is_empty() => Some(s.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("Last-Event-ID {s:?} is not one this server sent"))
+        })?),
+        _ => q.last_event_id,
+    };
+    // Subscribe before reading the log, so nothing falls between the two.
+    let rx = st.live.subscribe();
+    let cat = st.catalog();
+    let mut first: Vec<Event> = vec![
+        Event::default()
+            .event("hello")
+            .data(json!({"seq": cat.seq, "subscribers": st.live.subscribers()}).to_string()),
+    ];
+    // Live `event` messages at or below this were replayed already.
+    let mut upto = i64::MIN;
+    if let Some(after) = last {
+        if cat.seq - after > MAX_REPLAY {
+            first.push(
+                Event::default()
+                    .event("reset")
+                    .data(json!({"seq": cat.seq, "reason": "too far behind: reload"}).to_string()),
+            );
+        } else {
+            let mut from = after;
+            loop {
+                let rows = st
+                    .store
+                    .changes_since(from, 5000)
+                    .await
+                    .map_err(|e| ApiError::unavailable(format!("change log: {e}")))?;
+                let Some(last_row) = rows.last() else { break };
+                from = last_row.seq;
+                for c in &rows {
+                    if let Some(m) = event_message(c, &cat) {
+                        first.push(sse_event(&m));
+                    }
+                }
+                if rows.len() < 5000 {
+                    break;
+                }
+            }
+            upto = from;
+        }
+    }
+    let replayed = futures::stream::iter(first.into_iter().map(Ok));
+    let live = futures::StreamExt::map(st.live.stream(rx, upto), |m| {
+        Ok::<_, Infallible>(sse_event(&m))
+    });
+    Ok(
+        Sse::new(futures::StreamExt::chain(replayed, live)).keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("ping"),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsParams {
+    level: Option<String>,
+    parent: Option<String>,
+}
+
+/// `GET /api/stats?level=street[&parent=code]`.
+pub async fn stats(
+    State(st): S,
+    q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let level = match q.level.as_deref() {
+        None => GridLevel::Street,
+        Some(s) => GridLevel::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "level {s:?}: use district, street, community, grid or micro"
+            ))
+        })?,
+    };
+    let cat = st.catalog();
+    let parent = match q.parent.as_deref() {
+        None => None,
+        Some(p) => {
+            let code = GridCode::parse(p).map_err(ApiError::bad_request)?;
+            let (n, node) = cat
+                .grids
+                .get(code.as_str())
+                .ok_or_else(|| ApiError::not_found(format!("no grid {p}")))?;
+            if node.level.index() >= level.index() {
+                return Err(ApiError::bad_request(format!(
+                    "parent {p} is a {}; areas of level {level} are not below it",
+                    node.level
+                )));
+            }
+            Some(n)
+        }
+    };
+    let out = tokio::task::spawn_blocking(move || crate::live::stats(&cat, level, parent))
+        .await
+        .map_err(|e| ApiError::internal(format!("stats task failed: {e}")))?;
+    Ok(Json(out))
+}
