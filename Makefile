@@ -1,15 +1,20 @@
 # onemap: the two commands.
 #   make run   build, generate the demo district if absent, serve it on http://127.0.0.1:8080
+#              (make run REPLAY=2: also replay the demo's work orders, 2 per second, live)
 #   make test  formatting, lints and every test (Rust, then the browser tests in web/)
 CARGO ?= cargo
 STORE ?= data/onemap.gpkg
 BIND  ?= 127.0.0.1:8080
 SCALE ?= district
+REPLAY ?=
 
 .PHONY: run build toolchain web-deps demo test web-test lint bench clean-demo
 
 run: build web-deps
 	@test -f $(STORE) || ./target/release/onemap demo --store $(STORE) --scale $(SCALE)
+	@if [ -n "$(REPLAY)" ]; then \
+		(sleep 3; ./target/release/onemap replay --store $(STORE) --url http://$(BIND) --rate $(REPLAY)) & \
+	fi; \
 	./target/release/onemap serve --store $(STORE) --bind $(BIND) --web web --styles styles
 
 build: toolchain
@@ -51,6 +56,7 @@ bench:
 	$(CARGO) bench --bench load
 	$(CARGO) bench --bench tiles
 	ONEMAP_BENCH_SCALE=city $(CARGO) bench --bench load
+	$(CARGO) bench --bench live_soak
 
 clean-demo:
 	rm -f $(STORE) $(STORE)-wal $(STORE)-shm

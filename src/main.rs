@@ -59,6 +59,25 @@ enum Command {
         /// The .geojson/.json or .csv file.
         file: PathBuf,
     },
+    /// Post a store's work orders to a running server in time order, so a
+    /// demo screen comes alive (statuses follow, time compressed).
+    Replay {
+        /// The GeoPackage whose work orders are replayed (the demo's).
+        #[arg(long, default_value = "data/onemap.gpkg")]
+        store: PathBuf,
+        /// The running server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Orders per second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// How much faster than real time orders are dispatched and closed.
+        #[arg(long, default_value_t = 600.0)]
+        speed: f64,
+        /// Stop after this many orders.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Generate the fictional demo district (示范区) into a new store.
     Demo {
         /// The GeoPackage file to create.
@@ -145,6 +164,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.first_id.unwrap_or(0),
                 r.last_id.unwrap_or(0)
             );
+            Ok(())
+        }
+        Command::Replay {
+            store,
+            url,
+            rate,
+            speed,
+            limit,
+        } => {
+            if !store.exists() {
+                anyhow::bail!(
+                    "{} does not exist (run `onemap demo` first)",
+                    store.display()
+                );
+            }
+            let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
+            let opts = onemap::live::replay::Options {
+                url,
+                rate,
+                speed,
+                limit,
+            };
+            let sum = onemap::live::replay::run(&s, &opts).await?;
+            eprintln!(
+                "replayed: {} orders posted, {} status changes, {} failed",
+                sum.posted, sum.patched, sum.failed
+            );
+            if sum.failed > 0 {
+                anyhow::bail!("{} requests failed", sum.failed);
+            }
             Ok(())
         }
         Command::Demo {

@@ -507,6 +507,33 @@ async fn an_order_past_its_deadline_turns_overdue_on_the_stream() {
     srv.running.stop().await.unwrap();
 }
 
+/// `onemap replay` posts the demo's orders and replays their statuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_brings_the_demo_alive() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 35).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let (_, before) = srv.get_json("/api/stats?level=street").await;
+    let opts = onemap::live::replay::Options {
+        url: srv.base.clone(),
+        rate: 500.0,
+        speed: 1e7,
+        limit: Some(40),
+    };
+    let sum = onemap::live::replay::run(store.as_ref(), &opts)
+        .await
+        .unwrap();
+    assert_eq!((sum.posted, sum.failed), (40, 0), "{sum:?}");
+    assert!(sum.patched > 40, "{sum:?}");
+    let (_, after) = srv.get_json("/api/stats?level=street").await;
+    assert_eq!(total(&after, "today_new"), total(&before, "today_new") + 40);
+    assert!(total(&after, "today_closed") > total(&before, "today_closed"));
+    // A second run replays the demo's orders again, not the first run's.
+    let again = onemap::live::replay::run(store.as_ref(), &opts).await;
+    assert!(again.is_ok_and(|s| s.failed == 0 && s.posted == 40));
+    srv.running.stop().await.unwrap();
+}
+
 /// `onemap serve` killed with SIGKILL right after acknowledging: the order
 /// is there after a restart, and a resend is still recognised.
 #[test]

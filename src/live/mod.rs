@@ -23,6 +23,7 @@
 //! at local midnight "today" starts over.
 
 pub mod ingest;
+pub mod replay;
 
 use crate::index::{Catalog, NO_GRID, Patch, event_overdue, now_ms};
 use crate::model::value::format_utc;
