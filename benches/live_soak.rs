@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn env(k: &str, d: u64) -> u64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -42,7 +45,9 @@ fn main() -> anyhow::Result<()> {
         .status()?
         .success();
     anyhow::ensure!(ok, "demo failed");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = std::process::Command::new(bin)
         .args(["serve", "--store"])
         .arg(&store)
@@ -52,7 +57,9 @@ fn main() -> anyhow::Result<()> {
         .spawn()?;
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let result = rt.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
         for _ in 0..300 {

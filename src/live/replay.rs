@@ -68,7 +68,7 @@ pub async fn run(store: &dyn Store, opts: &Options) -> anyhow::Result<Summary> {
     if !(opts.rate > 0.0 && opts.rate <= 10_000.0) {
         anyhow::bail!("--rate must be above 0 and at most 10000 per second");
     }
-    if !(opts.speed >= 1.0) {
+    if opts.speed.is_nan() || opts.speed < 1.0 {
         anyhow::bail!("--speed must be at least 1");
     }
     let def = builtin::layer(builtin::EVENTS).ok_or_else(|| anyhow::anyhow!("no events schema"))?;
