@@ -349,12 +349,23 @@ async fn duplicates_conflicts_and_bad_input_store_nothing() {
     let seq0 = store.last_seq().await.unwrap();
 
     // The same content again (even after its status moved on): a no-op.
-    assert_eq!(
-        patch(&srv, "D-1", &json!({"status": "processing"}))
-            .await
-            .status(),
-        200
-    );
+    // The status change is logged with who made it.
+    let r = srv
+        .client
+        .patch(format!("{}/api/events/D-1", srv.base))
+        .header(
+            "x-onemap-user",
+            reqwest::header::HeaderValue::from_bytes("城管局 张三".as_bytes()).unwrap(),
+        )
+        .json(&json!({"status": "processing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fid = r.json::<J>().await.unwrap()["fid"].as_i64().unwrap();
+    let h = store.history("events", fid).await.unwrap();
+    assert_eq!(h.last().map(|c| c.author.as_str()), Some("城管局 张三"));
+    assert_eq!(h.first().map(|c| c.author.as_str()), Some("api"));
     let seq1 = store.last_seq().await.unwrap();
     assert_eq!(seq1, seq0 + 1);
     let r = post(&srv, &o).await;

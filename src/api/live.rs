@@ -35,11 +35,24 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// Who is writing, for the change log: the `X-Onemap-User` header, as
+/// UTF-8 (Chinese names arrive as raw UTF-8 or percent-encoded), else `api`.
 fn author(headers: &HeaderMap) -> String {
     headers
         .get("x-onemap-user")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().chars().take(64).collect::<String>())
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .map(|raw| {
+            let decoded: String = form_urlencoded::parse(format!("u={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            decoded
+                .trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "api".to_string())
 }

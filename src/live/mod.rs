@@ -591,19 +591,27 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     // Ext ids this batch creates: a later job about one of them waits for
     // the next batch (its fid is not known before the store assigns it).
     let mut creating: BTreeSet<String> = BTreeSet::new();
+    let mut batch_author: Option<String> = None;
     let mut patched: BTreeSet<String> = BTreeSet::new();
     while let Some(job) = queue.pop_front() {
-        let touches: Vec<&str> = match &job {
-            Job::Ingest { orders, .. } => orders.iter().map(|o| o.ext_id.as_str()).collect(),
-            Job::Patch { ext_id, .. } => vec![ext_id.as_str()],
+        let (touches, job_author): (Vec<&str>, &str) = match &job {
+            Job::Ingest { orders, author, .. } => {
+                (orders.iter().map(|o| o.ext_id.as_str()).collect(), author)
+            }
+            Job::Patch { ext_id, author, .. } => (vec![ext_id.as_str()], author),
         };
-        if touches
-            .iter()
-            .any(|e| creating.contains(*e) || patched.contains(*e))
+        // One transaction has one author in the change log: a request from
+        // someone else waits for the next batch.
+        let other_author = batch_author.as_deref().is_some_and(|a| a != job_author);
+        if other_author
+            || touches
+                .iter()
+                .any(|e| creating.contains(*e) || patched.contains(*e))
         {
             queue.push_front(job);
             break;
         }
+        batch_author.get_or_insert_with(|| job_author.to_string());
         match job {
             Job::Ingest {
                 orders,
@@ -659,9 +667,6 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
                     }
                 }
                 cs.ops.extend(ops);
-                if cs.author == "api" {
-                    cs.author = author.clone();
-                }
                 taken.push((
                     Job::Ingest {
                         orders,
@@ -737,9 +742,6 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
                         properties: props,
                     });
                     patched.insert(ext_id.clone());
-                    if cs.author == "api" {
-                        cs.author = author.clone();
-                    }
                     Some(cs.ops.len() - 1)
                 } else {
                     None
@@ -767,6 +769,9 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     }
     if taken.is_empty() {
         return;
+    }
+    if let Some(a) = batch_author {
+        cs.author = a;
     }
     // Write, then derive everything from what was written.
     let (seq, ids, changes) = if cs.ops.is_empty() {
