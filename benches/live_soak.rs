@@ -5,6 +5,8 @@
 //!
 //! cargo bench --bench live_soak            (200 subscribers, 500/s, 600 s)
 //! SOAK_SECS=60 SOAK_SUBS=50 SOAK_RATE=200 cargo bench --bench live_soak
+//! SOAK_MODE=update …: 2,000 orders first, then every request changes one
+//! order's department (no new rows: shows whether memory stays flat)
 
 use futures::StreamExt;
 use serde_json::{Value as J, json};
@@ -35,6 +37,8 @@ fn main() -> anyhow::Result<()> {
     let secs = env("SOAK_SECS", 600);
     let subs = env("SOAK_SUBS", 200) as usize;
     let rate = env("SOAK_RATE", 500);
+    let update = std::env::var("SOAK_MODE").is_ok_and(|m| m == "update");
+    let op = if update { "updated" } else { "created" };
     let bin = env!("CARGO_BIN_EXE_onemap");
     let dir = tempfile::tempdir()?;
     let store = dir.path().join("soak.gpkg");
@@ -105,7 +109,7 @@ fn main() -> anyhow::Result<()> {
                     let mut n = 0;
                     while let Some(i) = carry[end..].find("\n\n") {
                         let frame = &carry[end..end + i];
-                        if frame.contains("event: event") && frame.contains("\"op\":\"created\"") {
+                        if frame.contains("event: event") && frame.contains(&format!("\"op\":\"{op}\"")) {
                             n += 1;
                         }
                         end += i + 2;
@@ -117,6 +121,25 @@ fn main() -> anyhow::Result<()> {
                 }
                 ended.fetch_add(1, Ordering::Relaxed);
             }));
+        }
+        const SEEDS: u64 = 2000;
+        if update {
+            for chunk in 0..SEEDS / 1000 {
+                let fs: Vec<J> = (chunk * 1000..(chunk + 1) * 1000)
+                    .map(|k| {
+                        let (lon, la) = points[k as usize % points.len()];
+                        json!({"type": "Feature", "id": format!("SEED-{k}"),
+                            "geometry": {"type": "Point", "coordinates": [lon, la]},
+                            "properties": {"source": "grid_report", "category": "sanitation"}})
+                    })
+                    .collect();
+                let r = client
+                    .post(format!("{base}/api/events"))
+                    .json(&json!({"type": "FeatureCollection", "features": fs}))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "seeding failed: {}", r.status());
+            }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Orders at `rate` per second, each its own request.
@@ -142,10 +165,18 @@ fn main() -> anyhow::Result<()> {
                     "geometry": {"type": "Point", "coordinates": [lon, la]},
                     "properties": {"source": "grid_report", "category": "sanitation"}});
                 let s = Instant::now();
-                let r = client.post(format!("{base}/api/events")).json(&body).send().await;
+                let r = if update {
+                    client
+                        .patch(format!("{base}/api/events/SEED-{}", i % SEEDS))
+                        .json(&json!({"department": format!("d{}", i % 13)}))
+                        .send()
+                        .await
+                } else {
+                    client.post(format!("{base}/api/events")).json(&body).send().await
+                };
                 let ms = s.elapsed().as_secs_f64() * 1000.0;
                 match r {
-                    Ok(r) if r.status().as_u16() == 201 => {
+                    Ok(r) if r.status().as_u16() == if update { 200 } else { 201 } => {
                         posted.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut l) = lat.lock() {
                             l.push(ms);
@@ -169,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         let mut l = lat.lock().map(|l| l.clone()).unwrap_or_default();
         l.sort_by(|a, b| a.total_cmp(b));
         let q = |p: f64| l.get(((l.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
-        println!("live soak: {subs} subscribers, {rate} orders/s for {secs} s (achieved {:.0}/s)", posted as f64 / elapsed);
+        println!("live soak ({}): {subs} subscribers, {rate} requests/s for {secs} s (achieved {:.0}/s)", if update { "status/department updates" } else { "new orders" }, posted as f64 / elapsed);
         println!("  orders acknowledged {posted}, failed {}", failed.load(Ordering::Relaxed));
         println!("  subscribers with every event: {complete}/{subs}; delivered min {min} max {max}; streams ended early: {}", ended.load(Ordering::Relaxed));
         println!("  ingest latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}", q(0.5), q(0.9), q(0.99), q(1.0));
