@@ -11,17 +11,6 @@ use onemap::store::Store;
 use serde_json::{Value as J, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-fn esc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Every id of an items query, following `next` links; checks
 /// numberMatched/numberReturned on the way.
 async fn all_ids(srv: &common::TestServer, first: &str) -> BTreeSet<i64> {
@@ -317,7 +306,7 @@ async fn documents_paging_and_filters() {
             &srv,
             &format!(
                 "/ogc/collections/{layer}/items?filter={}&filter-lang={lang}&limit=25",
-                esc(filter)
+                common::url_escape(filter)
             ),
         )
         .await;

@@ -527,7 +527,7 @@ async fn exports_stream_the_same_rows_as_the_query() {
     assert!(n_addr > 2000, "{n_addr}: want more than one chunk");
 
     // CSV: a BOM, a header, one row per match, Chinese text intact.
-    let enc = |v: &J| url_escape(&v.to_string());
+    let enc = |v: &J| common::url_escape(&v.to_string());
     let r = srv
         .get(&format!(
             "/api/query.csv?q={}",
@@ -811,7 +811,7 @@ async fn filters_match_brute_force() {
         let r = srv
             .get(&format!(
                 "/api/query.csv?q={}",
-                url_escape(
+                common::url_escape(
                     &json!({"area": whole, "layers": [layer], "filter": filter}).to_string()
                 )
             ))
@@ -842,7 +842,7 @@ async fn filters_match_brute_force() {
     let r = srv
         .get(&format!(
             "/api/nearest?lon={lon}&lat={lat}&layer=cameras&k=5&filter={}",
-            url_escape("status = 'offline'")
+            common::url_escape("status = 'offline'")
         ))
         .await;
     assert_eq!(r.status(), 200);
@@ -857,21 +857,10 @@ async fn filters_match_brute_force() {
     let r = srv
         .get(&format!(
             "/api/nearest?lon={lon}&lat={lat}&layer=cameras&filter={}",
-            url_escape("colour = 1")
+            common::url_escape("colour = 1")
         ))
         .await;
     let d = common::expect_problem(r, 400).await;
     assert!(d["detail"].as_str().unwrap().contains("colour"));
     srv.running.stop().await.unwrap();
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -104,6 +104,19 @@ pub async fn expect_problem(r: reqwest::Response, status: u16) -> serde_json::Va
     body
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters (for
+/// query strings carrying JSON or CQL2).
+pub fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `ogrinfo`, when GDAL is installed. In CI (CI=true) its absence fails the
 /// test; on a developer machine the test says it is skipped.
 pub mod mvt_decode;
