@@ -497,20 +497,10 @@ fn select(l: &LayerIndex, it: &Items) -> Option<Vec<u32>> {
         return None;
     }
     let envelope = match (it.bbox, it.filter.as_ref().and_then(|f| f.envelope)) {
-        (Some(a), Some(b)) => {
-            let min = Coord {
-                x: a.min().x.max(b.min().x),
-                y: a.min().y.max(b.min().y),
-            };
-            let max = Coord {
-                x: a.max().x.min(b.max().x),
-                y: a.max().y.min(b.max().y),
-            };
-            if min.x > max.x || min.y > max.y {
-                return Some(Vec::new());
-            }
-            Some(Rect::new(min, max))
-        }
+        (Some(a), Some(b)) => match crate::index::rect_intersection(a, b) {
+            Some(r) => Some(r),
+            None => return Some(Vec::new()),
+        },
         (a, b) => a.or(b),
     };
     let keep = |i: u32| -> bool {
@@ -601,6 +591,7 @@ pub async fn items(
     let c = st.catalog();
     let l = layer(&c, &id)?;
     let it = items_request(l, &q)?;
+    let (offset, limit) = (it.offset, it.limit);
     let cat = c.clone();
     let id2 = id.clone();
     // Filtering millions of features is CPU work: off the async workers.
@@ -624,21 +615,13 @@ pub async fn items(
     })
     .await
     .map_err(|e| ApiError::internal(format!("items task failed: {e}")))??;
-    let offset = q
-        .get("offset")
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(0);
     let returned = page.len();
     let mut links = vec![
         json!({"href": page_url(&base, &id, &q, Some(offset)), "rel": "self", "type": GEOJSON, "title": "this page"}),
         json!({"href": format!("{base}/collections/{id}"), "rel": "collection", "type": "application/json", "title": "the collection"}),
     ];
-    let limit = q
-        .get("limit")
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_LIMIT);
     if offset + returned < matched {
-        links.push(json!({"href": page_url(&base, &id, &q, Some(offset + returned.max(limit).min(matched))), "rel": "next", "type": GEOJSON, "title": "next page"}));
+        links.push(json!({"href": page_url(&base, &id, &q, Some(offset + returned)), "rel": "next", "type": GEOJSON, "title": "next page"}));
     }
     if offset > 0 {
         links.push(json!({"href": page_url(&base, &id, &q, Some(offset.saturating_sub(limit))), "rel": "prev", "type": GEOJSON, "title": "previous page"}));

@@ -66,12 +66,24 @@ fn entry_of(f: &Feature, i: usize) -> Option<Entry> {
 
 fn union(a: Option<Rect>, b: Option<Rect>) -> Option<Rect> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(Rect::new(
-            (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-            (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-        )),
+        (Some(a), Some(b)) => Some(rect_union(a, b)),
         (a, b) => a.or(b),
     }
+}
+
+/// The smallest rectangle holding both.
+pub fn rect_union(a: Rect, b: Rect) -> Rect {
+    Rect::new(
+        (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+        (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+    )
+}
+
+/// What two rectangles share (None when they are apart).
+pub fn rect_intersection(a: Rect, b: Rect) -> Option<Rect> {
+    let (x0, y0) = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
+    let (x1, y1) = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
+    (x0 <= x1 && y0 <= y1).then(|| Rect::new((x0, y0), (x1, y1)))
 }
 
 impl LayerIndex {

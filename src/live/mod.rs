@@ -162,17 +162,12 @@ impl Live {
     }
 
     pub async fn ingest(&self, orders: Vec<Incoming>, author: String) -> Result<Ingested, Refusal> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Ingest {
-                orders,
-                author,
-                reply,
-            })
-            .await
-            .map_err(|_| Refusal::Unavailable("the live writer is not running".into()))?;
-        rx.await
-            .map_err(|_| Refusal::Unavailable("the live writer stopped".into()))?
+        self.ask(|reply| Job::Ingest {
+            orders,
+            author,
+            reply,
+        })
+        .await
     }
 
     pub async fn patch(
@@ -181,14 +176,23 @@ impl Live {
         body: PatchBody,
         author: String,
     ) -> Result<J, Refusal> {
+        self.ask(|reply| Job::Patch {
+            ext_id,
+            body,
+            author,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a job for the writer and waits for its answer.
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, Refusal>>) -> Job,
+    ) -> Result<T, Refusal> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Patch {
-                ext_id,
-                body,
-                author,
-                reply,
-            })
+            .send(job(reply))
             .await
             .map_err(|_| Refusal::Unavailable("the live writer is not running".into()))?;
         rx.await
@@ -441,13 +445,7 @@ fn point_rect(p: Point) -> Rect {
 }
 
 fn grow(acc: &mut Option<Rect>, r: Rect) {
-    *acc = Some(match *acc {
-        None => r,
-        Some(a) => Rect::new(
-            (a.min().x.min(r.min().x), a.min().y.min(r.min().y)),
-            (a.max().x.max(r.max().x), a.max().y.max(r.max().y)),
-        ),
-    });
+    *acc = Some(acc.map_or(r, |a| crate::index::rect_union(a, r)));
 }
 
 // ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@
 //! intervals. Not supported (a 400 says so): ACCENTI and array functions
 //! (no layer has array properties).
 
+use crate::index::{rect_intersection, rect_union};
 use crate::model::value::DAY_MS;
 pub use crate::model::value::parse_instant;
 use crate::model::{LayerDef, PropType, Value};
@@ -927,40 +928,16 @@ impl Node {
                 | (GeomOperand::Lit(_, r), GeomOperand::Prop) => Some(*r),
                 _ => None,
             },
+            // Disjoint bounds: nothing can match; a degenerate rect far
+            // from any data keeps callers simple.
             Node::And(v) => v.iter().filter_map(Node::envelope).reduce(|a, b| {
-                let min = Coord {
-                    x: a.min().x.max(b.min().x),
-                    y: a.min().y.max(b.min().y),
-                };
-                let max = Coord {
-                    x: a.max().x.min(b.max().x),
-                    y: a.max().y.min(b.max().y),
-                };
-                if min.x > max.x || min.y > max.y {
-                    // Disjoint bounds: nothing can match; a degenerate rect
-                    // far away from any data keeps callers simple.
-                    Rect::new(Coord { x: 1e9, y: 1e9 }, Coord { x: 1e9, y: 1e9 })
-                } else {
-                    Rect::new(min, max)
-                }
+                rect_intersection(a, b).unwrap_or(Rect::new((1e9, 1e9), (1e9, 1e9)))
             }),
             Node::Or(v) => {
                 let mut acc: Option<Rect> = None;
                 for n in v {
                     let r = n.envelope()?;
-                    acc = Some(match acc {
-                        None => r,
-                        Some(a) => Rect::new(
-                            Coord {
-                                x: a.min().x.min(r.min().x),
-                                y: a.min().y.min(r.min().y),
-                            },
-                            Coord {
-                                x: a.max().x.max(r.max().x),
-                                y: a.max().y.max(r.max().y),
-                            },
-                        ),
-                    });
+                    acc = Some(acc.map_or(r, |a| rect_union(a, r)));
                 }
                 acc
             }
