@@ -5,6 +5,7 @@
 //!
 //! cargo bench --bench live_soak            (200 subscribers, 500/s, 600 s)
 //! SOAK_SECS=60 SOAK_SUBS=50 SOAK_RATE=200 cargo bench --bench live_soak
+//! SOAK_SERVER_LOG=/tmp/server.log …: keep the server's warnings (slow batches)
 //! SOAK_MODE=update …: 2,000 orders first, then every request changes one
 //! order's department (no new rows: shows whether memory stays flat)
 
@@ -57,7 +58,10 @@ fn main() -> anyhow::Result<()> {
         .arg(&store)
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "onemap=warn")
-        .stderr(std::process::Stdio::null())
+        .stderr(match std::env::var("SOAK_SERVER_LOG") {
+            Ok(p) => std::process::Stdio::from(std::fs::File::create(p)?),
+            Err(_) => std::process::Stdio::null(),
+        })
         .spawn()?;
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");

@@ -7,6 +7,7 @@ pub mod import;
 pub mod index;
 pub mod live;
 pub mod model;
+pub mod plan;
 pub mod query;
 pub mod store;
 pub mod tiles;

@@ -18,6 +18,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub title: &'static str,
     pub detail: String,
+    /// Extension members of the problem document (a refused publish's
+    /// `violations` and `conflicts`).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -26,7 +29,15 @@ impl ApiError {
             status,
             title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),
+            extra: None,
         }
+    }
+    /// The same error with extension members (an object's fields).
+    pub fn with_extra(mut self, extra: serde_json::Value) -> ApiError {
+        if let serde_json::Value::Object(m) = extra {
+            self.extra = Some(m);
+        }
+        self
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, detail)
@@ -44,12 +55,27 @@ impl ApiError {
 
 /// The problem document for a status and detail.
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = json!({
+    problem_with(status, title, detail, None)
+}
+
+/// The problem document with extension members.
+fn problem_with(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Response {
+    let mut body = json!({
         "type": format!("https://onemap.invalid/problems/{}", status.as_u16()),
         "title": title,
         "status": status.as_u16(),
         "detail": detail,
     });
+    if let (Some(b), Some(x)) = (body.as_object_mut(), extra) {
+        for (k, v) in x {
+            b.entry(k).or_insert(v);
+        }
+    }
     let mut res = (status, Json(body)).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -63,7 +89,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, "{}", self.detail);
         }
-        problem(self.status, self.title, &self.detail)
+        problem_with(self.status, self.title, &self.detail, self.extra)
     }
 }
 

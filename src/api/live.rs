@@ -3,15 +3,16 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::live::{Refusal, event_message, ingest};
+use crate::live::{Refusal, event_message, ingest, sse_frame};
 use crate::model::{GridCode, GridLevel};
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use std::convert::Infallible;
@@ -38,6 +39,11 @@ impl From<Refusal> for ApiError {
 /// Who is writing, for the change log: the `X-Onemap-User` header, as
 /// UTF-8 (Chinese names arrive as raw UTF-8 or percent-encoded), else `api`.
 fn author(headers: &HeaderMap) -> String {
+    user(headers).unwrap_or_else(|| "api".to_string())
+}
+
+/// The `X-Onemap-User` header, decoded, when there is one.
+pub fn user(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-onemap-user")
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
@@ -54,7 +60,6 @@ fn author(headers: &HeaderMap) -> String {
                 .collect::<String>()
         })
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "api".to_string())
 }
 
 /// `POST /api/events`: one work order (a GeoJSON Feature) or up to 1,000
@@ -100,12 +105,22 @@ pub struct LiveParams {
     last_event_id: Option<i64>,
 }
 
-fn sse_event(m: &crate::live::Msg) -> Event {
-    let e = Event::default().event(m.event).data(&m.data);
-    match m.id {
-        Some(id) => e.id(id.to_string()),
-        None => e,
-    }
+/// How long a live stream may stay silent before a comment line keeps
+/// proxies and the browser from timing it out.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `frames`, with a `: ping` comment after every `every` of silence.
+fn with_keep_alive(
+    frames: impl Stream<Item = Bytes> + Send + Unpin + 'static,
+    every: Duration,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    futures::stream::unfold(frames, move |mut frames| async move {
+        match tokio::time::timeout(every, frames.next()).await {
+            Ok(Some(b)) => Some((b, frames)),
+            Ok(None) => None,
+            Err(_) => Some((Bytes::from_static(b": ping\n\n"), frames)),
+        }
+    })
 }
 
 /// `GET /api/live`: the live stream. With `Last-Event-ID` (or
@@ -115,7 +130,7 @@ pub async fn live(
     State(st): S,
     headers: HeaderMap,
     q: Result<Query<LiveParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let last = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(s) if !s.trim().is_empty() => Some(s.trim().parse::<i64>().map_err(|_| {
@@ -126,20 +141,20 @@ pub async fn live(
     // Subscribe before reading the log, so nothing falls between the two.
     let rx = st.live.subscribe();
     let cat = st.catalog();
-    let mut first: Vec<Event> = vec![
-        Event::default()
-            .event("hello")
-            .data(json!({"seq": cat.seq, "subscribers": st.live.subscribers()}).to_string()),
-    ];
+    let mut first: Vec<Bytes> = vec![sse_frame(
+        None,
+        "hello",
+        &json!({"seq": cat.seq, "subscribers": st.live.subscribers()}).to_string(),
+    )];
     // Live `event` messages at or below this were replayed already.
     let mut upto = i64::MIN;
     if let Some(after) = last {
         if cat.seq - after > MAX_REPLAY {
-            first.push(
-                Event::default()
-                    .event("reset")
-                    .data(json!({"seq": cat.seq, "reason": "too far behind: reload"}).to_string()),
-            );
+            first.push(sse_frame(
+                None,
+                "reset",
+                &json!({"seq": cat.seq, "reason": "too far behind: reload"}).to_string(),
+            ));
         } else {
             let mut from = after;
             loop {
@@ -152,7 +167,7 @@ pub async fn live(
                 from = last_row.seq;
                 for c in &rows {
                     if let Some(m) = event_message(c, &cat) {
-                        first.push(sse_event(&m));
+                        first.push(m.frame.clone());
                     }
                 }
                 if rows.len() < 5000 {
@@ -162,17 +177,17 @@ pub async fn live(
             upto = from;
         }
     }
-    let replayed = futures::stream::iter(first.into_iter().map(Ok));
-    let live = futures::StreamExt::map(st.live.stream(rx, upto), |m| {
-        Ok::<_, Infallible>(sse_event(&m))
-    });
-    Ok(
-        Sse::new(futures::StreamExt::chain(replayed, live)).keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(15))
-                .text("ping"),
-        ),
-    )
+    // Every subscriber sends the same shared bytes: a frame is encoded
+    // once when published, not once per subscriber.
+    let frames =
+        futures::stream::iter(first).chain(st.live.stream(rx, upto).map(|m| m.frame.clone()));
+    let body = with_keep_alive(Box::pin(frames), KEEP_ALIVE).map(Ok::<_, Infallible>);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,8 @@ mod export;
 mod handlers;
 mod live;
 pub mod ogc;
+pub mod ogc_plans;
+pub mod plans;
 pub mod tiles;
 
 use crate::index::Catalog;
@@ -37,6 +39,11 @@ pub struct AppState {
     pub tiles: TileCache,
     /// The live writer's queue and the broadcast hub.
     pub live: crate::live::Live,
+    /// Grid edit plans.
+    pub plans: crate::plan::Plans,
+    /// Held by whoever writes and then replaces the catalog (the live
+    /// writer, a publish), so snapshots are built one after the other.
+    pub write_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -48,6 +55,8 @@ impl AppState {
             tiles: TileCache::new(config.tile_cache_bytes, buffer),
             config,
             live: crate::live::Live::new(),
+            plans: Default::default(),
+            write_lock: Default::default(),
         });
         // The live writer needs a runtime; without one (a sync test) live
         // writes answer 503.
@@ -111,6 +120,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/layers/{name}", get(handlers::layer))
         .route("/api/grids", get(handlers::grids_list))
         .route("/api/grids/{code}", get(handlers::grid))
+        .route("/api/grids/{code}/history", get(plans::history))
+        .route(
+            "/api/grids/{code}/revert",
+            axum::routing::post(plans::revert),
+        )
+        .route("/api/plans", get(plans::list).post(plans::create))
+        .route("/api/plans/{id}", get(plans::get).delete(plans::discard))
+        .route("/api/plans/{id}/ops", axum::routing::post(plans::ops))
+        .route("/api/plans/{id}/validate", get(plans::validate))
+        .route(
+            "/api/plans/{id}/publish",
+            axum::routing::post(plans::publish_plan),
+        )
         .route(
             "/api/locate",
             get(handlers::locate_one).post(handlers::locate_many),
@@ -131,8 +153,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ogc/collections", get(ogc::collections))
         .route("/ogc/collections/{id}", get(ogc::collection))
         .route("/ogc/collections/{id}/queryables", get(ogc::queryables))
-        .route("/ogc/collections/{id}/items", get(ogc::items))
-        .route("/ogc/collections/{id}/items/{fid}", get(ogc::item))
+        .route(
+            "/ogc/collections/{id}/items",
+            get(ogc::items)
+                .post(ogc_plans::post_item)
+                .options(ogc_plans::options_items),
+        )
+        .route(
+            "/ogc/collections/{id}/items/{fid}",
+            get(ogc::item)
+                .put(ogc_plans::put_item)
+                .patch(ogc_plans::patch_item)
+                .delete(ogc_plans::delete_item)
+                .options(ogc_plans::options_item),
+        )
         .route("/ogc/{*rest}", axum::routing::any(ogc::not_found))
         .route("/tiles/{file}", get(tiles::tilejson))
         .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))

@@ -52,6 +52,9 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
     "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
+    // On the draft grids of plans (plan-{id}-grids) only.
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
 ];
 
 fn json_response(v: J, content_type: &'static str) -> Response {
@@ -192,7 +195,8 @@ pub async fn collections(
     params(&p, &[])?;
     let base = format!("{}/ogc", origin(&headers));
     let c = st.catalog();
-    let list: Vec<J> = c.layers.iter().map(|l| collection_json(&base, l)).collect();
+    let mut list: Vec<J> = c.layers.iter().map(|l| collection_json(&base, l)).collect();
+    list.extend(super::ogc_plans::collections(&st, &base).await);
     Ok(json_response(
         json!({
             "links": [{"href": format!("{base}/collections"), "rel": "self", "type": "application/json"}],
@@ -215,6 +219,9 @@ pub async fn collection(
     p: Params,
 ) -> Result<Response, ApiError> {
     params(&p, &[])?;
+    if let Some(pid) = super::ogc_plans::plan_of(&id) {
+        return super::ogc_plans::collection(&st, &headers, pid).await;
+    }
     let base = format!("{}/ogc", origin(&headers));
     let c = st.catalog();
     Ok(json_response(
@@ -342,7 +349,7 @@ fn parse_datetime(s: &str) -> Result<(i64, i64), String> {
     }
 }
 
-fn parse_bbox(s: &str) -> Result<Rect, String> {
+pub fn parse_bbox(s: &str) -> Result<Rect, String> {
     let n: Vec<f64> = s
         .split(',')
         .map(|x| x.trim().parse::<f64>())
@@ -586,6 +593,10 @@ pub async fn items(
     Path(id): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    if let Some(pid) = super::ogc_plans::plan_of(&id) {
+        let q = params(&p, &["bbox", "limit", "offset"])?;
+        return super::ogc_plans::items(&st, &headers, pid, &q).await;
+    }
     let q = params(&p, ITEMS_PARAMS)?;
     let base = format!("{}/ogc", origin(&headers));
     let c = st.catalog();
@@ -646,6 +657,10 @@ pub async fn item(
     Path((id, fid)): Path<(String, String)>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    if let Some(pid) = super::ogc_plans::plan_of(&id) {
+        params(&p, &[])?;
+        return super::ogc_plans::item(&st, &headers, pid, &fid).await;
+    }
     let q = params(&p, &["properties"])?;
     let base = format!("{}/ogc", origin(&headers));
     let c = st.catalog();

@@ -425,6 +425,11 @@ fn parse_geometry(f: &serde_json::Value) -> Result<Geometry, String> {
         None | Some(serde_json::Value::Null) => return Err("feature has no geometry".into()),
         Some(g) => g,
     };
+    geometry_from_json(g)
+}
+
+/// A GeoJSON geometry object as a geometry (rings must be closed).
+pub fn geometry_from_json(g: &serde_json::Value) -> Result<Geometry, String> {
     let gj =
         geojson::Geometry::from_json_value(g.clone()).map_err(|e| format!("bad geometry: {e}"))?;
     check_rings_closed(&gj.value)?;

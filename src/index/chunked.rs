@@ -1,4 +1,4 @@
-//! A vector in shared chunks: cloning it copies one pointer per 4,096
+//! A vector in shared chunks: cloning it copies one pointer per 1,024
 //! elements, and changing an element copies only its chunk. It is what lets
 //! a live write patch a layer of millions of features into a new catalog
 //! snapshot in microseconds, while readers keep the old one.
@@ -9,7 +9,7 @@
 use std::ops::Index;
 use std::sync::Arc;
 
-const BITS: usize = 12;
+const BITS: usize = 10;
 const CHUNK: usize = 1 << BITS;
 const MASK: usize = CHUNK - 1;
 

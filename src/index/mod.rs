@@ -25,6 +25,7 @@
 
 pub mod chunked;
 pub mod grids;
+pub mod spatial;
 
 pub use chunked::Chunked;
 
@@ -34,7 +35,7 @@ use crate::store::Store;
 use geo::{BoundingRect, Geometry, InteriorPoint, Point, Rect};
 use grids::GridTree;
 use rayon::prelude::*;
-use rstar::{AABB, RTree, RTreeObject, primitives::GeomWithData, primitives::Rectangle};
+use rstar::{AABB, RTreeObject, primitives::GeomWithData, primitives::Rectangle};
 use std::sync::Arc;
 
 /// An R-tree entry: a feature's envelope and its position in `features`.
@@ -49,7 +50,7 @@ pub struct LayerIndex {
     pub def: LayerDef,
     /// Sorted by id (the store loads them so), so lookups are binary searches.
     pub features: Chunked<Feature>,
-    pub tree: RTree<Entry>,
+    pub tree: spatial::Spatial,
     pub bbox: Option<Rect>,
     /// Per feature: the node (in [`GridTree::nodes`]) of the deepest
     /// comprehensive grid holding it, or [`NO_GRID`]. Empty for `grids`.
@@ -110,7 +111,7 @@ impl LayerIndex {
         });
         LayerIndex {
             def,
-            tree: RTree::bulk_load(entries),
+            tree: spatial::Spatial::bulk_load(entries),
             features: Chunked::from_vec(features),
             bbox,
             grid_of: Chunked::default(),
@@ -252,7 +253,8 @@ impl Catalog {
     /// aggregates.
     pub async fn load(store: &dyn Store) -> anyhow::Result<Catalog> {
         let seq = store.last_seq().await?;
-        let defs = store.layers().await?;
+        let mut defs = store.layers().await?;
+        defs.retain(|d| !builtin::is_internal(&d.name));
         let loads = defs.iter().map(|d| store.load_layer(&d.name));
         let features = futures::future::try_join_all(loads).await?;
         let layers: Vec<(LayerDef, Vec<Feature>)> = defs.into_iter().zip(features).collect();

@@ -51,6 +51,42 @@ pub struct Msg {
     pub id: Option<i64>,
     pub event: &'static str,
     pub data: String,
+    /// The whole Server-Sent Events frame (`id:`, `event:`, `data:`),
+    /// encoded once and shared by every subscriber.
+    pub frame: bytes::Bytes,
+}
+
+impl Msg {
+    pub fn new(id: Option<i64>, event: &'static str, data: String) -> Msg {
+        let frame = sse_frame(id, event, &data);
+        Msg {
+            id,
+            event,
+            data,
+            frame,
+        }
+    }
+}
+
+/// One SSE frame. `data` is one line per line of the text (JSON from
+/// serde_json has none, but a frame must stay well formed whatever it is).
+pub fn sse_frame(id: Option<i64>, event: &str, data: &str) -> bytes::Bytes {
+    let mut b = String::with_capacity(data.len() + event.len() + 32);
+    if let Some(id) = id {
+        b.push_str("id: ");
+        b.push_str(&id.to_string());
+        b.push('\n');
+    }
+    b.push_str("event: ");
+    b.push_str(event);
+    b.push('\n');
+    for line in data.split('\n') {
+        b.push_str("data: ");
+        b.push_str(line.strip_suffix('\r').unwrap_or(line));
+        b.push('\n');
+    }
+    b.push('\n');
+    bytes::Bytes::from(b)
 }
 
 /// A refusal, with the HTTP status it maps to.
@@ -306,11 +342,7 @@ pub fn event_message(c: &Change, cat: &Catalog) -> Option<Msg> {
         "overdue": overdue,
         "grids": grid_codes(cat, node),
     });
-    Some(Msg {
-        id: Some(c.seq),
-        event: "event",
-        data: data.to_string(),
-    })
+    Some(Msg::new(Some(c.seq), "event", data.to_string()))
 }
 
 /// The `event` message for an order that has just passed its deadline:
@@ -343,11 +375,7 @@ fn overdue_message(cat: &Catalog, f: &Feature) -> Option<Msg> {
     let m = event_message(&c, cat)?;
     let mut data: J = serde_json::from_str(&m.data).ok()?;
     data["op"] = json!("overdue");
-    Some(Msg {
-        id: None,
-        event: "event",
-        data: data.to_string(),
-    })
+    Some(Msg::new(None, "event", data.to_string()))
 }
 
 fn value_of(v: &J) -> Value {
@@ -400,17 +428,17 @@ pub fn stats_message(cat: &Catalog, nodes: &BTreeSet<u32>) -> Msg {
             node_stats(cat, n),
         );
     }
-    Msg {
-        id: None,
-        event: "stats",
-        data: json!({
+    Msg::new(
+        None,
+        "stats",
+        json!({
             "as_of": iso(now_ms()),
             "day": local_day(cat.now_ms),
             "seq": cat.seq,
             "areas": areas,
         })
         .to_string(),
-    }
+    )
 }
 
 /// ISO 8601 UTC of ms since the epoch.
@@ -427,17 +455,17 @@ pub fn local_day(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn changed_message(layer: &str, bbox: Rect, seq: i64) -> Msg {
-    Msg {
-        id: None,
-        event: "changed",
-        data: json!({
+pub fn changed_message(layer: &str, bbox: Rect, seq: i64) -> Msg {
+    Msg::new(
+        None,
+        "changed",
+        json!({
             "layer": layer,
             "bbox": [bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y],
             "seq": seq,
         })
         .to_string(),
-    }
+    )
 }
 
 fn point_rect(p: Point) -> Rect {
@@ -492,6 +520,7 @@ async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) 
                 },
                 _ = tick.tick() => {
                     let Some(st) = state.upgrade() else { break };
+                    let _w = st.write_lock.lock().await;
                     advance_clock(&st);
                     continue;
                 }
@@ -504,6 +533,8 @@ async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) 
             }
         }
         let Some(st) = state.upgrade() else { break };
+        // Plans publish under the same lock: one writer of the catalog.
+        let _w = st.write_lock.lock().await;
         let ext = ext.get_or_insert_with(|| ExtIndex::build(&st.catalog()));
         run_batch(&st, ext, &mut queue).await;
     }
@@ -772,6 +803,7 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
         cs.author = a;
     }
     // Write, then derive everything from what was written.
+    let t0 = std::time::Instant::now();
     let (seq, ids, changes) = if cs.ops.is_empty() {
         (cat.seq, Vec::new(), Vec::new())
     } else {
@@ -832,6 +864,7 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
             });
         }
     }
+    let t_store = t0.elapsed();
     let next = if patches.is_empty() {
         None
     } else {
@@ -843,11 +876,12 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     // Tiles: exactly the changed points.
     let mut bbox = None;
     let mut nodes = BTreeSet::new();
+    let mut dirty = Vec::with_capacity(patches.len());
     for p in &patches {
         if let Some(f) = &p.after
             && let Geometry::Point(pt) = f.geometry
         {
-            st.tiles.invalidate_bbox(point_rect(pt));
+            dirty.push(point_rect(pt));
             grow(&mut bbox, point_rect(pt));
             let n = cat.grids.locate(pt);
             if n != NO_GRID {
@@ -855,6 +889,8 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
             }
         }
     }
+    let t_apply = t0.elapsed();
+    st.tiles.invalidate_rects(dirty);
     for c in &changes {
         if let Some(m) = event_message(c, &cat) {
             st.live.publish(m);
@@ -863,6 +899,17 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     if let Some(b) = bbox {
         st.live.publish(changed_message(builtin::EVENTS, b, seq));
         st.live.publish(stats_message(&cat, &nodes));
+    }
+    let t_all = t0.elapsed();
+    if t_all > Duration::from_millis(50) {
+        tracing::warn!(
+            "slow live batch: {} ops in {:?} (store {:?}, snapshot {:?}, messages {:?})",
+            cs.ops.len(),
+            t_all,
+            t_store,
+            t_apply - t_store,
+            t_all - t_apply
+        );
     }
     // Answers.
     for (job, plan) in taken {
@@ -1166,11 +1213,7 @@ mod tests {
     use futures::StreamExt;
 
     fn msg(id: i64) -> Msg {
-        Msg {
-            id: Some(id),
-            event: "event",
-            data: id.to_string(),
-        }
+        Msg::new(Some(id), "event", id.to_string())
     }
 
     #[tokio::test]

@@ -17,6 +17,17 @@ pub const ROADS: &str = "roads";
 pub const WATER: &str = "water";
 
 /// The six governance layers, in the order they are listed.
+/// Grid edit plans and their draft grids (src/plan): stored like layers,
+/// so both stores keep them and their edits reach the change log, but not
+/// served as layers.
+pub const PLANS: &str = "onemap_plans";
+pub const PLAN_GRIDS: &str = "onemap_plan_grids";
+
+/// Layers of the server's own (plans), hidden from the catalog.
+pub fn is_internal(name: &str) -> bool {
+    name == PLANS || name == PLAN_GRIDS
+}
+
 pub const GOVERNANCE: [&str; 6] = [GRIDS, ADDRESSES, CAMERAS, RISKS, BUILDINGS, EVENTS];
 
 fn def(name: &str, title: &str, g: GeomKind, zooms: (u8, u8), props: &[(&str, T)]) -> LayerDef {

@@ -482,7 +482,9 @@ impl GpkgStore {
     /// Creates a layer's table and registers it, inside `tx`.
     async fn create_layer_tx(tx: &mut Transaction<'_, Sqlite>, def: &LayerDef) -> Result<()> {
         let invalid = |message: String| StoreError::Invalid { index: 0, message };
-        LayerDef::check_name(&def.name).map_err(invalid)?;
+        if !crate::model::builtin::is_internal(&def.name) {
+            LayerDef::check_name(&def.name).map_err(invalid)?;
+        }
         for p in &def.properties {
             LayerDef::check_prop_name(&p.name).map_err(invalid)?;
         }
@@ -956,6 +958,21 @@ impl Store for GpkgStore {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn history_where(&self, layer: &str, property: &str, value: &str) -> Result<Vec<Change>> {
+        self.layer(layer)?;
+        let path = format!("$.properties.\"{}\"", property.replace('"', ""));
+        let rows = sqlx::query(
+            "SELECT * FROM onemap_changes WHERE layer = ?1 AND op IN ('insert', 'update', 'delete') \
+             AND (json_extract(after, ?2) = ?3 OR json_extract(before, ?2) = ?3) ORDER BY seq",
+        )
+        .bind(layer)
+        .bind(&path)
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(change_from_row).collect()
     }
 

@@ -178,6 +178,11 @@ pub trait Store: Send + Sync {
     /// Every change-log row of one feature, oldest first.
     async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>>;
 
+    /// Every change-log row of a layer whose feature had `property` =
+    /// `value` before or after the change (a grid's history by code, across
+    /// the features that held the code), oldest first.
+    async fn history_where(&self, layer: &str, property: &str, value: &str) -> Result<Vec<Change>>;
+
     /// The newest change-log sequence number (0 when empty).
     async fn last_seq(&self) -> Result<i64>;
 

@@ -81,7 +81,7 @@ pub struct TileCache {
     /// Bumped by every invalidation.
     generation: std::sync::atomic::AtomicU64,
     /// The latest invalidations: (generation, area), oldest first.
-    recent: std::sync::Mutex<std::collections::VecDeque<(u64, Rect)>>,
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, Arc<[Rect]>)>>,
 }
 
 /// Invalidations remembered for staleness checks; an entry older than all
@@ -158,17 +158,25 @@ impl TileCache {
             _ => return true,
         }
         let b = key.tile.bounds(self.buffer);
-        recent.iter().any(|(g, area)| {
-            *g > generation
-                && b.min().x <= area.max().x
-                && area.min().x <= b.max().x
-                && b.min().y <= area.max().y
-                && area.min().y <= b.max().y
-        })
+        recent
+            .iter()
+            .any(|(g, areas)| *g > generation && areas.iter().any(|a| meets(&b, a)))
     }
 
     /// Drops every cached tile whose (buffered) bounds meet `area`.
     pub fn invalidate_bbox(&self, area: Rect) {
+        self.invalidate_rects(vec![area]);
+    }
+
+    /// Drops every cached tile whose (buffered) bounds meet any of `areas`:
+    /// one generation and one cache scan for a whole batch of changes (the
+    /// points of a batch of work orders lie all over the district, so their
+    /// union would drop far too much).
+    pub fn invalidate_rects(&self, areas: Vec<Rect>) {
+        if areas.is_empty() {
+            return;
+        }
+        let areas: Arc<[Rect]> = areas.into();
         {
             let mut recent = match self.recent.lock() {
                 Ok(g) => g,
@@ -178,7 +186,7 @@ impl TileCache {
                 .generation
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                 + 1;
-            recent.push_back((g, area));
+            recent.push_back((g, areas.clone()));
             if recent.len() > RECENT {
                 recent.pop_front();
             }
@@ -186,10 +194,7 @@ impl TileCache {
         let buffer = self.buffer;
         let res = self.cache.invalidate_entries_if(move |k, _| {
             let b = k.tile.bounds(buffer);
-            b.min().x <= area.max().x
-                && area.min().x <= b.max().x
-                && b.min().y <= area.max().y
-                && area.min().y <= b.max().y
+            areas.iter().any(|a| meets(&b, a))
         });
         if let Err(e) = res {
             // Only possible without support_invalidation_closures(): then
@@ -220,6 +225,14 @@ impl TileCache {
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
     }
+}
+
+/// Do two rectangles meet (touching counts)?
+fn meets(a: &Rect, b: &Rect) -> bool {
+    a.min().x <= b.max().x
+        && b.min().x <= a.max().x
+        && a.min().y <= b.max().y
+        && b.min().y <= a.max().y
 }
 
 #[cfg(test)]

@@ -1,0 +1,166 @@
+//! HTTP for grid edit plans, history and revert (docs/plans-api.md).
+
+use super::AppState;
+use super::error::ApiError;
+use crate::plan::publish::{self, RevertBody};
+use crate::plan::{Book, NewPlan, OpBody, PlanError, check};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use std::sync::Arc;
+
+type S = State<Arc<AppState>>;
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> ApiError {
+        match e {
+            PlanError::BadRequest(m) => ApiError::bad_request(m),
+            PlanError::NotFound(m) => ApiError::not_found(m),
+            PlanError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            // A refused publish carries its reasons.
+            PlanError::Refused(m, extra) => {
+                ApiError::new(StatusCode::CONFLICT, m).with_extra(extra)
+            }
+            PlanError::Store(m) => ApiError::unavailable(m),
+        }
+    }
+}
+
+type R = Result<Response, ApiError>;
+
+fn plan_id(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::not_found(format!("no plan {s:?}")))
+}
+
+pub async fn book(st: &AppState) -> Result<tokio::sync::MutexGuard<'_, Book>, ApiError> {
+    Ok(st.plans.book(st.store.as_ref()).await?)
+}
+
+/// `GET /api/plans`.
+pub async fn list(State(st): S) -> R {
+    let b = book(&st).await?;
+    let v: Vec<J> = b.plans.values().rev().map(|p| p.summary()).collect();
+    Ok(Json(J::Array(v)).into_response())
+}
+
+/// `POST /api/plans`.
+pub async fn create(State(st): S, body: Result<Json<NewPlan>, JsonRejection>) -> R {
+    let Json(body) = body?;
+    let mut b = book(&st).await?;
+    let cat = st.catalog();
+    let id = b.create(st.store.as_ref(), &cat, body).await?;
+    Ok((StatusCode::CREATED, Json(b.get(id)?.to_json(&cat))).into_response())
+}
+
+/// `GET /api/plans/{id}`.
+pub async fn get(State(st): S, Path(id): Path<String>) -> R {
+    let id = plan_id(&id)?;
+    let b = book(&st).await?;
+    Ok(Json(b.get(id)?.to_json(&st.catalog())).into_response())
+}
+
+/// `DELETE /api/plans/{id}`: discards a draft.
+pub async fn discard(State(st): S, Path(id): Path<String>) -> R {
+    let id = plan_id(&id)?;
+    let mut b = book(&st).await?;
+    let p = b.get(id)?;
+    if !p.is_draft() {
+        return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
+    }
+    b.set_status(st.store.as_ref(), id, |p| p.status = "discarded".into())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/plans/{id}/ops`.
+pub async fn ops(
+    State(st): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<OpBody>, JsonRejection>,
+) -> R {
+    let id = plan_id(&id)?;
+    let Json(op) = body?;
+    let mut b = book(&st).await?;
+    let cat = st.catalog();
+    let author = match super::live::user(&headers) {
+        Some(a) => a,
+        None => b.get(id)?.author.clone(),
+    };
+    let (rec, outcome, changed) = b.operate(st.store.as_ref(), &cat, id, op, &author).await?;
+    Ok(Json(json!({
+        "n": rec.n,
+        "kind": rec.kind,
+        "summary": rec.summary,
+        "changed": changed,
+        "created": outcome.created,
+        "deleted": outcome.deleted,
+        "plan": b.get(id)?.to_json(&cat),
+    }))
+    .into_response())
+}
+
+/// `GET /api/plans/{id}/validate`.
+pub async fn validate(State(st): S, Path(id): Path<String>) -> R {
+    let id = plan_id(&id)?;
+    let changes = book(&st).await?.get(id)?.changes();
+    let cat = st.catalog();
+    let j = tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        let world = check::World::new(&cat, &changes)?;
+        let report = check::validate(&world);
+        Some(publish::validation_json(
+            &world,
+            &report,
+            t.elapsed().as_secs_f64() * 1000.0,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .ok_or_else(|| ApiError::bad_request("this store has no grids layer"))?;
+    Ok(Json(j).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    author: String,
+    reason: String,
+}
+
+/// `POST /api/plans/{id}/publish`.
+pub async fn publish_plan(
+    State(st): S,
+    Path(id): Path<String>,
+    body: Result<Json<PublishBody>, JsonRejection>,
+) -> R {
+    let id = plan_id(&id)?;
+    let Json(body) = body?;
+    let mut b = book(&st).await?;
+    let j = b.publish(&st, id, &body.author, &body.reason).await?;
+    Ok(Json(j).into_response())
+}
+
+/// `GET /api/grids/{code}/history`.
+pub async fn history(State(st): S, Path(code): Path<String>) -> R {
+    Ok(Json(publish::history_json(&st, &code).await?).into_response())
+}
+
+/// `POST /api/grids/{code}/revert`.
+pub async fn revert(
+    State(st): S,
+    Path(code): Path<String>,
+    body: Result<Json<RevertBody>, JsonRejection>,
+) -> R {
+    let Json(body) = body?;
+    // Plans and reverts are ordered by the book's lock.
+    let _b = book(&st).await?;
+    Ok(Json(publish::revert(&st, &code, &body).await?).into_response())
+}
