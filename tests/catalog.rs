@@ -21,6 +21,9 @@ fn set_prop(def: &LayerDef, f: &mut Feature, name: &str, v: Value) {
 }
 
 fn same(a: &Catalog, b: &Catalog) {
+    let codes =
+        |c: &Catalog| -> Vec<String> { c.grids.nodes.iter().map(|n| n.code.to_string()).collect() };
+    assert_eq!(codes(a), codes(b), "grid trees differ");
     assert_eq!(a.stats, b.stats, "aggregates differ");
     for (la, lb) in a.layers.iter().zip(&b.layers) {
         let name = &la.def.name;
@@ -161,4 +164,144 @@ fn the_clock_makes_orders_overdue() {
     };
     assert_eq!(root(&later), root(&base) + became.len() as u64);
     same(&later, &Catalog::build_at(layers, 1, t0 + week));
+}
+
+/// Grid edits (a shared vertex moved far enough to move addresses, a
+/// micro-grid deleted, one re-coded) patched in equal a rebuild.
+#[test]
+fn grid_patches_equal_a_rebuild() {
+    let layers = small();
+    let now = onemap::model::value::parse_instant("2026-11-15T00:00:00Z").unwrap();
+    let base = Catalog::build_at(layers.clone(), 10, now);
+    let gl = base.layer(builtin::GRIDS).unwrap();
+    let def = gl.def.clone();
+    // A vertex shared by micro-grids inside one grid, moved 40% of the way
+    // to the middle of one of them.
+    let grid = base
+        .grids
+        .nodes
+        .iter()
+        .find(|n| n.level == onemap::model::GridLevel::Grid && n.children.len() >= 4)
+        .unwrap();
+    let outer = onemap::plan::to_multi(&grid.geometry);
+    let kids: Vec<&onemap::index::grids::GridNode> = grid
+        .children
+        .iter()
+        .map(|&c| &base.grids.nodes[c as usize])
+        .collect();
+    let mut count = std::collections::BTreeMap::new();
+    for k in &kids {
+        for p in &onemap::plan::to_multi(&k.geometry).0 {
+            for v in p.exterior().0.iter().skip(1) {
+                *count.entry((v.x.to_bits(), v.y.to_bits())).or_insert(0) += 1;
+            }
+        }
+    }
+    let v = kids
+        .iter()
+        .flat_map(|k| {
+            onemap::plan::to_multi(&k.geometry)
+                .0
+                .into_iter()
+                .flat_map(|p| p.exterior().0.clone())
+        })
+        .find(|v| {
+            count[&(v.x.to_bits(), v.y.to_bits())] >= 2
+                && !onemap::plan::topo::touches_point(&outer, *v, 0.01)
+        })
+        .expect("an inner shared vertex");
+    let target = kids
+        .iter()
+        .find(|k| onemap::plan::topo::touches_point(&onemap::plan::to_multi(&k.geometry), v, 0.0))
+        .unwrap();
+    let c = geo::InteriorPoint::interior_point(&target.geometry).unwrap();
+    let to = geo::Coord {
+        x: v.x + 0.4 * (c.x() - v.x),
+        y: v.y + 0.4 * (c.y() - v.y),
+    };
+    let mut patches = Vec::new();
+    for k in &kids {
+        let mut m = onemap::plan::to_multi(&k.geometry);
+        if onemap::plan::topo::move_point(&mut m, v, to, 0.01) {
+            let mut f = gl.features[k.feature as usize].clone();
+            f.version += 1;
+            f.geometry = Geometry::MultiPolygon(m);
+            patches.push(Patch {
+                layer: builtin::GRIDS.into(),
+                id: f.id,
+                after: Some(f),
+            });
+        }
+    }
+    assert!(patches.len() >= 2);
+    // Another grid's micro-grids: one deleted, one re-coded (new feature).
+    let other = base
+        .grids
+        .nodes
+        .iter()
+        .rev()
+        .find(|n| n.level == onemap::model::GridLevel::Grid && n.children.len() >= 3)
+        .unwrap();
+    let a = &base.grids.nodes[other.children[0] as usize];
+    let b = &base.grids.nodes[other.children[1] as usize];
+    patches.push(Patch {
+        layer: builtin::GRIDS.into(),
+        id: gl.features[a.feature as usize].id,
+        after: None,
+    });
+    let fb = gl.features[b.feature as usize].clone();
+    patches.push(Patch {
+        layer: builtin::GRIDS.into(),
+        id: fb.id,
+        after: None,
+    });
+    let mut nb = fb.clone();
+    nb.id = gl.features.last().unwrap().id + 1;
+    nb.version = 1;
+    let code = format!("{}999", other.code);
+    set_prop(&def, &mut nb, "code", Value::text(&code));
+    patches.push(Patch {
+        layer: builtin::GRIDS.into(),
+        id: nb.id,
+        after: Some(nb),
+    });
+    // And an ordinary patch in the same batch.
+    let mut cam = base.layer(builtin::CAMERAS).unwrap().features[0].clone();
+    cam.version += 1;
+    patches.push(Patch {
+        layer: builtin::CAMERAS.into(),
+        id: cam.id,
+        after: Some(cam),
+    });
+
+    let live = base.apply(&patches, 11);
+    let mut expect = layers.clone();
+    for p in &patches {
+        let (_, v) = expect.iter_mut().find(|(d, _)| d.name == p.layer).unwrap();
+        let at = v.partition_point(|x| x.id < p.id);
+        let present = v.get(at).is_some_and(|x| x.id == p.id);
+        match (&p.after, present) {
+            (Some(f), true) => v[at] = f.clone(),
+            (Some(f), false) => v.insert(at, f.clone()),
+            (None, true) => {
+                v.remove(at);
+            }
+            (None, false) => {}
+        }
+    }
+    let rebuilt = Catalog::build_at(expect, 11, now);
+    same(&live, &rebuilt);
+    assert!(live.grids.get(&code).is_some());
+    // Something really moved: some address now has another grid.
+    let (la, lb) = (
+        base.layer(builtin::ADDRESSES).unwrap(),
+        live.layer(builtin::ADDRESSES).unwrap(),
+    );
+    let code_of = |c: &Catalog, n: u32| {
+        (n != onemap::index::NO_GRID).then(|| c.grids.nodes[n as usize].code.to_string())
+    };
+    let moved = (0..la.features.len())
+        .filter(|&i| code_of(&base, la.grid_node(i)) != code_of(&live, lb.grid_node(i)))
+        .count();
+    assert!(moved > 0, "the test should move addresses between grids");
 }

@@ -306,16 +306,104 @@ impl Catalog {
     }
 
     /// The next snapshot: these patches applied (in order), the change log
-    /// at `seq`. Unchanged layers are shared with `self`. Patches to grids,
-    /// or to a layer the catalog does not have, rebuild the whole catalog
-    /// (grid edits move every membership; they are rare).
+    /// at `seq`. Unchanged layers are shared with `self`. Patches to grids
+    /// are applied first and re-derive memberships under the changed grids
+    /// only ([`Catalog::regrid`]); a patch to a layer the catalog does not
+    /// have rebuilds the whole catalog.
     pub fn apply(&self, patches: &[Patch], seq: i64) -> Catalog {
-        let structural = patches
-            .iter()
-            .any(|p| p.layer == builtin::GRIDS || self.layer_pos(&p.layer).is_none());
-        if structural {
+        if patches.iter().any(|p| self.layer_pos(&p.layer).is_none()) {
             return self.rebuilt_with(patches, seq);
         }
+        let (grids, rest): (Vec<Patch>, Vec<Patch>) = patches
+            .iter()
+            .cloned()
+            .partition(|p| p.layer == builtin::GRIDS);
+        if grids.is_empty() {
+            return self.patched(&rest, seq);
+        }
+        let mut next = self.patched(&grids, seq);
+        next.regrid(self, &grids);
+        next.patched(&rest, seq)
+    }
+
+    /// After patches to the grids layer: a new grid tree, every feature's
+    /// node carried over by code, the features under the changed grids
+    /// (old or new outline) located again, and the aggregates recomputed.
+    /// Costs one pass over `grid_of` and the aggregates, not a reload.
+    fn regrid(&mut self, old: &Catalog, patches: &[Patch]) {
+        let Some(gl) = self.layer(builtin::GRIDS) else {
+            return;
+        };
+        let tree = GridTree::build(gl);
+        let map: Vec<u32> = old
+            .grids
+            .nodes
+            .iter()
+            .map(|n| {
+                tree.by_code
+                    .get(n.code.as_str())
+                    .copied()
+                    .unwrap_or(NO_GRID)
+            })
+            .collect();
+        let identity =
+            tree.nodes.len() == map.len() && map.iter().enumerate().all(|(i, &m)| m == i as u32);
+        let mut dirty: Vec<Rect> = Vec::new();
+        let old_grids = old.layer(builtin::GRIDS);
+        for p in patches {
+            if let Some(r) = old_grids
+                .and_then(|l| l.get(p.id))
+                .and_then(|f| f.geometry.bounding_rect())
+            {
+                dirty.push(r);
+            }
+            if let Some(r) = p.after.as_ref().and_then(|f| f.geometry.bounding_rect()) {
+                dirty.push(r);
+            }
+        }
+        for li in 0..self.layers.len() {
+            let l0 = &self.layers[li];
+            if l0.def.name == builtin::GRIDS {
+                continue;
+            }
+            let mut l = (**l0).clone();
+            if l.grid_of.len() != l.features.len() {
+                // Never assigned (there were no grids): all of it.
+                l.grid_of = Chunked::from_vec(assign(&tree, l.features.chunks()));
+                self.layers[li] = Arc::new(l);
+                continue;
+            }
+            if !identity {
+                let v: Vec<u32> = l
+                    .grid_of
+                    .iter()
+                    .map(|&n| map.get(n as usize).copied().unwrap_or(NO_GRID))
+                    .collect();
+                l.grid_of = Chunked::from_vec(v);
+            }
+            let mut again: Vec<u32> = dirty.iter().flat_map(|r| l.in_rect(*r)).collect();
+            again.sort_unstable();
+            again.dedup();
+            for i in again {
+                let node = representative_point(&l.features[i as usize].geometry)
+                    .map(|p| tree.locate(p))
+                    .unwrap_or(NO_GRID);
+                if l.grid_of.get(i as usize) != Some(&node) {
+                    l.grid_of.set(i as usize, node);
+                }
+            }
+            self.layers[li] = Arc::new(l);
+        }
+        self.grids = Arc::new(tree);
+        self.stats = compute_stats(
+            self.layers.iter().map(|l| &**l),
+            &self.grids,
+            Clock::at(self.now_ms),
+        );
+    }
+
+    /// Patches applied layer by layer, aggregates adjusted by difference.
+    fn patched(&self, patches: &[Patch], seq: i64) -> Catalog {
         let mut next = self.clone();
         next.seq = seq;
         let clock = Clock::at(self.now_ms);
@@ -370,8 +458,11 @@ impl Catalog {
                         l.bbox = union(l.bbox, f.geometry.bounding_rect());
                         l.tree.insert(e);
                     }
+                    let aligned = l.grid_of.len() == l.features.len();
                     l.features.push(f.clone());
-                    l.grid_of.push(node);
+                    if aligned && l.def.name != builtin::GRIDS {
+                        l.grid_of.push(node);
+                    }
                 }
                 (None, None) => {}
                 // A delete, or an insert below the largest id: positions
@@ -389,7 +480,10 @@ impl Catalog {
                         _ => {}
                     }
                     let mut fresh = LayerIndex::new(l.def.clone(), v);
-                    fresh.grid_of = Chunked::from_vec(assign(&next.grids, fresh.features.chunks()));
+                    if l.def.name != builtin::GRIDS {
+                        fresh.grid_of =
+                            Chunked::from_vec(assign(&next.grids, fresh.features.chunks()));
+                    }
                     *l = fresh;
                     *rebuild = true;
                 }
