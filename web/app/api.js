@@ -23,12 +23,20 @@ export async function getJSON(path, { signal } = {}) {
 }
 
 /** POSTs a JSON body; the answer (or the ApiError) as getJSON gives it. */
-export async function postJSON(path, body, { signal } = {}) {
-  return answer(await fetch(path, {
-    method: 'POST', signal, body: JSON.stringify(body),
-    headers: { accept: 'application/json', 'content-type': 'application/json' },
-  }));
+export async function postJSON(path, body, { signal, user } = {}) {
+  const headers = { accept: 'application/json', 'content-type': 'application/json' };
+  // the author the server records for the change (percent-encoded: header values are ASCII)
+  if (user) headers['x-onemap-user'] = encodeURIComponent(user);
+  return answer(await fetch(path, { method: 'POST', signal, body: JSON.stringify(body), headers }));
 }
+
+/** DELETE; resolves with nothing (204) or throws the ApiError. */
+export async function del(path, { signal } = {}) {
+  const res = await fetch(path, { method: 'DELETE', signal, headers: { accept: 'application/json' } });
+  if (!res.ok) await answer(res);
+}
+
+const enc = encodeURIComponent;
 
 export const api = {
   grids: (level, opts) => getJSON(`/api/grids?level=${encodeURIComponent(level)}`, opts),
@@ -41,4 +49,16 @@ export const api = {
   query: (body, opts) => postJSON('/api/query', body, opts),
   /** The download URL of a query: kind 'csv' (one layer) or 'geojson'. */
   exportUrl: (kind, q) => `/api/query.${kind}?q=${encodeURIComponent(JSON.stringify(q))}`,
+  // grid edit plans (docs/plans-api.md)
+  plans: (opts) => getJSON('/api/plans', opts),
+  createPlan: (body, opts) => postJSON('/api/plans', body, opts),
+  plan: (id, opts) => getJSON(`/api/plans/${enc(id)}`, opts),
+  discardPlan: (id, opts) => del(`/api/plans/${enc(id)}`, opts),
+  /** POST /api/plans/{id}/ops: one op → {n, kind, summary, changed, created, deleted, plan};
+   *  `opts.user` is recorded as the op's author (else the server takes the plan's). */
+  planOp: (id, op, opts) => postJSON(`/api/plans/${enc(id)}/ops`, op, opts),
+  validatePlan: (id, opts) => getJSON(`/api/plans/${enc(id)}/validate`, opts),
+  publishPlan: (id, body, opts) => postJSON(`/api/plans/${enc(id)}/publish`, body, opts),
+  history: (code, opts) => getJSON(`/api/grids/${enc(code)}/history`, opts),
+  revert: (code, body, opts) => postJSON(`/api/grids/${enc(code)}/revert`, body, opts),
 };

@@ -2,6 +2,7 @@
 // mounted by the hash router into <main id="view">.
 import { applyI18n, fmtClock, getLang, onLangChange, setLang } from './i18n.js';
 import { route, start } from './router.js';
+import { planView } from './views/plan/index.js';
 import { queryView } from './views/query/index.js';
 import { screenView } from './views/screen/index.js';
 
@@ -26,5 +27,5 @@ applyI18n();
 header();
 route('screen', screenView);
 route('query', queryView);
-// '#/plan' registers here when it exists.
+route('plan', planView);
 start(document.getElementById('view'), 'screen');

@@ -94,3 +94,33 @@ export const CHART = {
   bar: ['#00e5ff', '#1f6feb'], open: '#40a9ff', overdue: '#ff5252',
   closure: '#00e6a8', onTime: '#40a9ff', track: 'rgba(64,169,255,0.14)',
 };
+
+// ── the planner (#/plan): a light desk map like the query page. Published grids come from the
+// tiles as quiet context; the plan's draft grids are drawn over them by level (line) and by state
+// (fill), with the page's editing overlays (selection, handles, violations, history) on top.
+export const PLAN = {
+  bg: '#f3f4f1',
+  water: '#d3e4f1', road: '#ffffff', roadCase: '#dadde1', roadLabel: '#8a939c',
+  building: '#ebe5d8', buildingLine: '#d6cbb4', address: '#a9b4bf',
+  // published grids (context) by level
+  context: { district: '#596470', street: '#7d8aa3', community: '#98a6c0', grid: '#b6c1d5', micro: '#cfd6e2' },
+  contextLabel: '#6b7684',
+  scope: '#f08c00', // grids picked as the scope of a new plan
+  // the draft: line colour and width (px) per level, the editable level stands out
+  draft: {
+    community: { line: '#364fc7', width: 2.6 },
+    grid: { line: '#1971c2', width: 1.8 },
+    micro: { line: '#0c8599', width: 1.1 },
+    street: { line: '#5f3dc4', width: 3.2 },
+  },
+  idle: 0.45, // opacity of the levels that are not being edited
+  // the draft's fill by state: unchanged (barely), changed, new
+  state: { unchanged: '#adb5bd', changed: '#f59f00', new: '#2f9e44' },
+  stateOpacity: { unchanged: 0.03, changed: 0.15, new: 0.17 },
+  label: '#1f2933',
+  selected: '#e8590c',
+  handle: '#1c7ed6', handleShared: '#0b4f8a', handleMid: '#868e96', handleActive: '#e8590c',
+  violation: '#e03131',
+  history: '#9c36b5',
+  line: '#e8590c',
+};

@@ -1,4 +1,4 @@
-// A tiny hash router: '#/screen', '#/query', later '#/plan'. A view is
+// A tiny hash router: '#/screen', '#/query', '#/plan' (with '?id=…' for an open plan). A view is
 // { mount(el, params) → unmount() }; the router unmounts the old view before mounting the next,
 // so a view must release everything it took (map, listeners, timers) in its unmount.
 

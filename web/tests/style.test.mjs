@@ -11,12 +11,13 @@ import { GROUPS } from '../app/palette.js';
 const read = (name) => JSON.parse(readFileSync(fileURLToPath(new URL(`../../styles/${name}.json`, import.meta.url)), 'utf8'));
 const style = read('screen');
 const query = read('query');
+const plan = read('plan');
 
-test('styles/screen.json and styles/query.json are up to date with tools/build-style.mjs', () => {
+test('styles/screen.json, query.json and plan.json are up to date with tools/build-style.mjs', () => {
   execFileSync(process.execPath, [fileURLToPath(new URL('../tools/build-style.mjs', import.meta.url)), '--check'], { stdio: 'pipe' });
 });
 
-for (const [name, st] of [['screen', style], ['query', query]]) {
+for (const [name, st] of [['screen', style], ['query', query], ['plan', plan]]) {
   test(`the ${name} style validates and stays on the server`, () => {
     assert.deepEqual(validateStyleMin(st).map((e) => e.message), []);
     assert.equal(st.glyphs, undefined);
@@ -40,4 +41,23 @@ test('every thematic group has layers, and every source layer of the contract is
   for (const g of GROUPS) assert.ok(groups.has(g), `no layer in group ${g}`);
   const used = new Set(style.layers.map((l) => l['source-layer']).filter(Boolean));
   for (const sl of ['grids', 'water', 'roads', 'buildings', 'cameras', 'risks', 'events', 'addresses']) assert.ok(used.has(sl), sl);
+});
+
+test('the plan style draws the published grids as context and declares the page overlays', async () => {
+  const ids = new Set(plan.layers.map((l) => l.id));
+  for (const l of ['district', 'street', 'community', 'grid', 'micro']) assert.ok(ids.has(`grids-line-${l}`), l);
+  for (const l of ['community', 'grid', 'micro']) assert.ok(ids.has(`p-draft-line-${l}`), l);
+  for (const id of ['p-draft-fill', 'p-sel-line', 'p-viol-fill', 'p-hist-line', 'p-line-line', 'p-handles-vertex', 'p-handles-mid', 'p-draft-label']) assert.ok(ids.has(id), id);
+  const { OVERLAY_SOURCES, planStyle } = await import('../app/views/plan/style.js');
+  for (const s of OVERLAY_SOURCES) assert.equal(plan.sources[s]?.type, 'geojson', s);
+  assert.deepEqual(plan.state, { edit_level: { default: 'grid' }, viol: { default: -1 } });
+  // handles draw above everything else, the draft above the context
+  const at = (id) => plan.layers.findIndex((l) => l.id === id);
+  assert.ok(at('p-handles-vertex') === plan.layers.length - 1);
+  assert.ok(at('p-draft-fill') > at('grids-line-district'));
+  // the fallback without the style service: the same overlays on a plain background
+  const bare = planStyle({ context: false });
+  assert.deepEqual(validateStyleMin(bare).map((e) => e.message), []);
+  assert.equal(bare.sources.om, undefined);
+  assert.deepEqual(bare.layers.filter((l) => l.id.startsWith('p-')).map((l) => l.id), plan.layers.filter((l) => l.id.startsWith('p-')).map((l) => l.id));
 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Writes styles/screen.json (the big-screen map style) and styles/query.json (the light desk map
-// of the department query page) from app/palette.js.
+// Writes styles/screen.json (the big-screen map style), styles/query.json (the light desk map
+// of the department query page) and styles/plan.json (the planner's map, app/views/plan/style.js)
+// from app/palette.js.
 //   node web/tools/build-style.mjs          write the files
 //   node web/tools/build-style.mjs --check  exit 1 if a committed file differs
 // The style has no `glyphs`: MapLibre draws label text with the browser's own fonts.
@@ -9,9 +10,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as P from '../app/palette.js';
+import { planStyle } from '../app/views/plan/style.js';
 
 const OUT = fileURLToPath(new URL('../../styles/screen.json', import.meta.url));
 const OUT_QUERY = fileURLToPath(new URL('../../styles/query.json', import.meta.url));
+const OUT_PLAN = fileURLToPath(new URL('../../styles/plan.json', import.meta.url));
 const SRC = 'om';
 const REG = ['Noto Sans CJK SC Regular', 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', 'PingFang SC'];
 const BOLD = ['Noto Sans CJK SC Bold', 'Noto Sans CJK SC', 'Source Han Sans SC', 'Microsoft YaHei', 'PingFang SC'];
@@ -435,7 +438,7 @@ function queryStyle() {
 }
 
 let stale = false;
-for (const [out, st] of [[OUT, style], [OUT_QUERY, queryStyle()]]) {
+for (const [out, st] of [[OUT, style], [OUT_QUERY, queryStyle()], [OUT_PLAN, planStyle()]]) {
   const text = JSON.stringify(st, null, 1) + '\n';
   if (process.argv.includes('--check')) {
     let cur = '';
