@@ -272,7 +272,8 @@ async fn a_shared_vertex_moves_both_grids_publishes_and_reverts() {
     assert_eq!(vs[1]["op"], "update");
     assert_eq!(vs[1]["plan"], id);
     assert_eq!(vs[1]["author"], "张规划");
-    assert!(vs[1]["reason"].as_str().unwrap().contains("按小区围墙调整"));
+    assert_eq!(vs[1]["reason"], "按小区围墙调整");
+    assert_eq!(vs[1]["revert"], false);
     let original = vs[0]["geometry"].clone();
 
     // Revert to version 1: every grid of that publish goes back, exactly.
@@ -299,6 +300,10 @@ async fn a_shared_vertex_moves_both_grids_publishes_and_reverts() {
         "revert restores the exact geometry"
     );
     assert_eq!(vs[2]["author"], "李科长");
+    assert_eq!(
+        (vs[2]["reason"].as_str(), vs[2]["revert"].as_bool()),
+        (Some("恢复原边界"), Some(true))
+    );
     let cat = e.state.catalog();
     for c in &sharing {
         let m = onemap::plan::to_multi(&cat.grids.get(c).unwrap().1.geometry);
@@ -764,11 +769,62 @@ async fn bad_plans_and_operations_are_refused_and_change_nothing() {
         plan0,
         "the plan is unchanged"
     );
+    // Rename, then discard: a discarded plan no longer changes.
+    let r = e
+        .srv
+        .client
+        .patch(format!("{}/api/plans/{id}", e.srv.base))
+        .json(&json!({"title": "新名字"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(e.get(&format!("/api/plans/{id}")).await["title"], "新名字");
+    let r = e
+        .srv
+        .client
+        .patch(format!("{}/api/plans/{id}", e.srv.base))
+        .json(&json!({"title": ""}))
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(r, 400).await;
+    let r = e
+        .srv
+        .client
+        .delete(format!("{}/api/plans/{id}", e.srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        e.get(&format!("/api/plans/{id}")).await["status"],
+        "discarded"
+    );
+    let r = e
+        .post(
+            &format!("/api/plans/{id}/ops"),
+            json!({"op": "move_vertex", "from": [v.x, v.y], "to": [v.x, v.y]}),
+        )
+        .await;
+    common::expect_problem(r, 409).await;
+    let r = e
+        .srv
+        .client
+        .delete(format!("{}/api/plans/{id}", e.srv.base))
+        .send()
+        .await
+        .unwrap();
+    common::expect_problem(r, 409).await;
     // Plans survive a restart of the book (they are in the store).
     let again = onemap::plan::Plans::default();
     let book = again.book(e.state.store.as_ref()).await.expect("book");
     let p = book.get(id).expect("plan");
     assert_eq!(p.grids.len(), grids_of(&plan0).len());
+    assert_eq!(
+        (p.title.as_str(), p.status.as_str()),
+        ("新名字", "discarded")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,7 +126,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(plans::revert),
         )
         .route("/api/plans", get(plans::list).post(plans::create))
-        .route("/api/plans/{id}", get(plans::get).delete(plans::discard))
+        .route(
+            "/api/plans/{id}",
+            get(plans::get).delete(plans::discard).patch(plans::rename),
+        )
         .route("/api/plans/{id}/ops", axum::routing::post(plans::ops))
         .route("/api/plans/{id}/validate", get(plans::validate))
         .route(

@@ -67,16 +67,49 @@ pub async fn get(State(st): S, Path(id): Path<String>) -> R {
 }
 
 /// `DELETE /api/plans/{id}`: discards a draft.
-pub async fn discard(State(st): S, Path(id): Path<String>) -> R {
+pub async fn discard(State(st): S, Path(id): Path<String>, headers: HeaderMap) -> R {
     let id = plan_id(&id)?;
     let mut b = book(&st).await?;
     let p = b.get(id)?;
     if !p.is_draft() {
         return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
     }
-    b.set_status(st.store.as_ref(), id, |p| p.status = "discarded".into())
-        .await?;
+    let who = super::live::user(&headers).unwrap_or_else(|| p.author.clone());
+    b.update_row(st.store.as_ref(), id, &who, "discarded", |p| {
+        p.status = "discarded".into()
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanPatch {
+    title: Option<String>,
+}
+
+/// `PATCH /api/plans/{id}`: renames a draft.
+pub async fn rename(
+    State(st): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PlanPatch>, JsonRejection>,
+) -> R {
+    let id = plan_id(&id)?;
+    let Json(body) = body?;
+    let title = body.title.map(|t| t.trim().to_string()).unwrap_or_default();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::bad_request("title: 1 to 200 characters"));
+    }
+    let mut b = book(&st).await?;
+    let p = b.get(id)?;
+    if !p.is_draft() {
+        return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
+    }
+    let who = super::live::user(&headers).unwrap_or_else(|| p.author.clone());
+    b.update_row(st.store.as_ref(), id, &who, "renamed", |p| p.title = title)
+        .await?;
+    Ok(Json(b.get(id)?.to_json(&st.catalog())).into_response())
 }
 
 /// `POST /api/plans/{id}/ops`.

@@ -1404,7 +1404,8 @@ impl Book {
         .await?;
         let seq = out.get("seq").and_then(J::as_i64);
         let (author, reason) = (author.trim().to_string(), reason.trim().to_string());
-        self.set_status(st.store.as_ref(), id, move |p| {
+        let who = author.clone();
+        self.update_row(st.store.as_ref(), id, &who, "published", move |p| {
             p.status = "published".into();
             p.published_at = Some(now_iso());
             p.published_seq = seq;
@@ -1415,21 +1416,20 @@ impl Book {
         Ok(out)
     }
 
-    /// Sets a plan's status fields (discard, publish) in the store and book.
-    pub async fn set_status(
+    /// Changes a plan's own fields (title, status) in the store and book.
+    pub async fn update_row(
         &mut self,
         store: &dyn Store,
         id: i64,
+        who: &str,
+        what: &str,
         f: impl FnOnce(&mut Plan),
     ) -> Result<()> {
         let plan = self.get(id)?;
         let mut next = plan.clone();
         f(&mut next);
         let (geometry, properties) = next.row();
-        let mut cs = ChangeSet::new(
-            next.published_by.as_deref().unwrap_or(&next.author),
-            &format!("plan {id}: {}", next.status),
-        );
+        let mut cs = ChangeSet::new(who, &format!("plan {id}: {what}"));
         cs.ops.push(Op::Update {
             layer: builtin::PLANS.into(),
             id,

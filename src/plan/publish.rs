@@ -261,6 +261,8 @@ pub struct Version {
     pub author: Option<String>,
     pub reason: Option<String>,
     pub plan: Option<i64>,
+    /// Made by a revert.
+    pub revert: bool,
     /// The state after this version (None: deleted).
     pub state: Option<J>,
 }
@@ -270,6 +272,15 @@ fn plan_of(reason: &str) -> Option<i64> {
         .strip_prefix("[plan ")
         .and_then(|r| r.split(']').next())
         .and_then(|n| n.trim().parse().ok())
+}
+
+/// The reason as the person gave it: without the `[plan N] ` or
+/// `[revert CODE to vN] ` tag the server puts in front in the change log.
+fn plain_reason(reason: &str) -> &str {
+    match reason.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((tag, rest)) if tag.starts_with("plan ") || tag.starts_with("revert ") => rest,
+        _ => reason,
+    }
 }
 
 /// Every version of the grid with this code, oldest first: the state it
@@ -289,6 +300,7 @@ pub async fn versions(st: &AppState, code: &str) -> Result<Vec<Version>> {
         author: None,
         reason: None,
         plan: None,
+        revert: false,
         state,
     };
     match rows.first() {
@@ -318,8 +330,9 @@ fn version_of(c: &Change, version: usize) -> Version {
         txn: c.txn,
         time: Some(c.time.clone()),
         author: Some(c.author.clone()),
-        reason: Some(c.reason.clone()),
+        reason: Some(plain_reason(&c.reason).to_string()),
         plan: plan_of(&c.reason),
+        revert: c.reason.starts_with("[revert "),
         state: if c.op == "delete" {
             None
         } else {
@@ -342,6 +355,7 @@ pub async fn history_json(st: &AppState, code: &str) -> Result<J> {
                 "author": v.author,
                 "reason": v.reason,
                 "plan": v.plan,
+                "revert": v.revert,
                 "geometry": v.state.as_ref().and_then(|s| s.get("geometry")).cloned(),
                 "properties": v.state.as_ref().and_then(|s| s.get("properties")).cloned(),
             })
