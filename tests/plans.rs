@@ -1070,3 +1070,126 @@ async fn ogc_part4_edits_a_plans_grids_with_and_without_if_match() {
         .unwrap();
     assert_eq!(r.status(), 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_and_reassign_recode_and_are_validated() {
+    let e = env().await;
+    let (grid, _, sharing) = grid_with_inner_vertex(&e, 0).await;
+    let community = grid[..12].to_string();
+    let id = e
+        .ok(
+            "/api/plans",
+            json!({"title": "合并与调整", "scope": [community], "author": "周"}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let plan = e.get(&format!("/api/plans/{id}")).await;
+    let before = grids_of(&plan);
+    // Merge two micro-grids that share an edge: one outline, the area of both.
+    let (a, b) = (&sharing[0], &sharing[1]);
+    let (ga, gb) = (multi(&before[a]["geometry"]), multi(&before[b]["geometry"]));
+    let r = e
+        .ok(
+            &format!("/api/plans/{id}/ops"),
+            json!({"op": "merge", "codes": [a, b]}),
+        )
+        .await;
+    assert_eq!(r["deleted"], json!([b]));
+    let after = grids_of(&r["plan"]);
+    assert!(!after.contains_key(b));
+    let m = multi(&after[a]["geometry"]);
+    assert!(
+        (m.unsigned_area() - ga.unsigned_area() - gb.unsigned_area()).abs()
+            < ga.unsigned_area() * 1e-9
+    );
+    assert_eq!(m.0.len(), 1, "one outline");
+    let val = e.get(&format!("/api/plans/{id}/validate")).await;
+    let kinds: BTreeSet<&str> = val["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| *k == "households"),
+        "a merge leaves no gap or overlap: {kinds:?}"
+    );
+    let row = val["impact"]["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["code"] == json!(a))
+        .expect("impact row");
+    let cat = e.state.catalog();
+    let hh = |c: &str| cat.stats[cat.grids.get(c).unwrap().0 as usize].households;
+    assert_eq!(
+        row["after"]["households"].as_i64().unwrap(),
+        hh(a) + hh(b),
+        "households add up"
+    );
+    e.ok(&format!("/api/plans/{id}/ops"), json!({"op": "undo"}))
+        .await;
+
+    // Reassign a grid (with its micro-grids) to another grid... of the
+    // community: it gets a new code under the new parent, its subtree too,
+    // and validation reports it outside its new parent and the gaps.
+    let grids: Vec<String> = before.keys().filter(|c| c.len() == 16).cloned().collect();
+    assert!(grids.len() >= 2);
+    let (g, p) = (&grids[0], &grids[1]);
+    let other_community = cat
+        .grids
+        .nodes
+        .iter()
+        .find(|n| n.level == onemap::model::GridLevel::Community && n.code.as_str() != community)
+        .unwrap()
+        .code
+        .to_string();
+    let r = e
+        .post(
+            &format!("/api/plans/{id}/ops"),
+            json!({"op": "reassign", "code": g, "parent": other_community}),
+        )
+        .await;
+    common::expect_problem(r, 400).await; // not in this plan
+    // Micro-grid of g under another grid of the plan.
+    let micro = before
+        .keys()
+        .find(|c| c.len() == 19 && c.starts_with(g.as_str()))
+        .unwrap()
+        .clone();
+    let r = e
+        .ok(
+            &format!("/api/plans/{id}/ops"),
+            json!({"op": "reassign", "code": micro, "parent": p}),
+        )
+        .await;
+    let new = r["created"][0].as_str().unwrap().to_string();
+    assert!(new.starts_with(p.as_str()) && new.len() == 19);
+    let after = grids_of(&r["plan"]);
+    assert!(!after.contains_key(&micro) && after[&new]["properties"]["parent"] == json!(p));
+    assert_eq!(
+        after[&new]["geometry"], before[&micro]["geometry"],
+        "same outline, new code"
+    );
+    let val = e.get(&format!("/api/plans/{id}/validate")).await;
+    let v = val["violations"].as_array().unwrap();
+    assert!(
+        v.iter()
+            .any(|x| x["kind"] == "outside_parent" && x["grids"][0] == json!(new)),
+        "{val}"
+    );
+    assert!(
+        v.iter()
+            .any(|x| x["kind"] == "gap" && x["grids"][0] == json!(g)),
+        "{val}"
+    );
+    // Every feature of the micro-grid now reports the new code.
+    let moved: Vec<&J> = val["impact"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["from"] == json!(micro))
+        .collect();
+    assert!(!moved.is_empty() && moved.iter().all(|m| m["to"] == json!(new)));
+}
