@@ -41,6 +41,8 @@ pub struct AppState {
     pub live: crate::live::Live,
     /// Grid edit plans.
     pub plans: crate::plan::Plans,
+    /// The change sets this server wrote (the follower skips them).
+    pub own: Arc<crate::store::OwnWrites>,
     /// Held by whoever writes and then replaces the catalog (the live
     /// writer, a publish), so snapshots are built one after the other.
     pub write_lock: tokio::sync::Mutex<()>,
@@ -49,8 +51,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, config: Config) -> Arc<AppState> {
         let buffer = f64::from(config.tiles.buffer) / f64::from(config.tiles.extent);
+        let own = Arc::new(crate::store::OwnWrites::default());
+        let store: Arc<dyn Store> = Arc::new(crate::store::Tracked::new(store, own.clone()));
         let state = Arc::new(AppState {
             store,
+            own,
             catalog: RwLock::new(Arc::new(catalog)),
             tiles: TileCache::new(config.tile_cache_bytes, buffer),
             config,
@@ -62,6 +67,7 @@ impl AppState {
         // writes answer 503.
         if tokio::runtime::Handle::try_current().is_ok() {
             crate::live::Live::start(&state);
+            tokio::spawn(crate::live::follow::follower(Arc::downgrade(&state)));
         }
         state
     }

@@ -22,6 +22,7 @@
 //! that pass their deadline become overdue (tiles and `stats` follow), and
 //! at local midnight "today" starts over.
 
+pub mod follow;
 pub mod ingest;
 pub mod replay;
 
@@ -124,6 +125,8 @@ enum Job {
 /// The live hub and the writer's queue.
 pub struct Live {
     hub: broadcast::Sender<Arc<Msg>>,
+    /// External id → feature id of work orders (built on first use).
+    ext: tokio::sync::Mutex<Option<ExtIndex>>,
     jobs: mpsc::Sender<Job>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
     /// Set when the server shuts down: every live stream ends, so a
@@ -148,6 +151,7 @@ impl Live {
         let (jobs, rx) = mpsc::channel(4096);
         Live {
             hub,
+            ext: Default::default(),
             jobs,
             rx: std::sync::Mutex::new(Some(rx)),
             closing: tokio::sync::watch::channel(false).0,
@@ -180,6 +184,20 @@ impl Live {
         };
         if let Some(rx) = rx {
             tokio::spawn(writer(Arc::downgrade(state), rx));
+        }
+    }
+
+    /// Forgets the external-id index (the catalog was reloaded).
+    pub async fn forget_ext(&self) {
+        *self.ext.lock().await = None;
+    }
+
+    /// Adds work orders another server created to the external-id index.
+    pub async fn remember_ext(&self, orders: Vec<(String, i64)>) {
+        if let Some(ext) = self.ext.lock().await.as_mut() {
+            for (e, fid) in orders {
+                ext.map.insert(e.into_boxed_str(), fid);
+            }
         }
     }
 
@@ -502,7 +520,6 @@ impl ExtIndex {
 }
 
 async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) {
-    let mut ext: Option<ExtIndex> = None;
     let period = state
         .upgrade()
         .map(|s| s.config.clock_tick)
@@ -535,6 +552,12 @@ async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) 
         let Some(st) = state.upgrade() else { break };
         // Plans publish under the same lock: one writer of the catalog.
         let _w = st.write_lock.lock().await;
+        // What other servers wrote comes first (their orders may be the
+        // ones this batch names).
+        if let Err(e) = follow::catch_up_locked(&st).await {
+            tracing::warn!("following the change log: {e}");
+        }
+        let mut ext = st.live.ext.lock().await;
         let ext = ext.get_or_insert_with(|| ExtIndex::build(&st.catalog()));
         run_batch(&st, ext, &mut queue).await;
     }
@@ -804,8 +827,8 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     }
     // Write, then derive everything from what was written.
     let t0 = std::time::Instant::now();
-    let (seq, ids, changes) = if cs.ops.is_empty() {
-        (cat.seq, Vec::new(), Vec::new())
+    let (seq, ids, changes, through) = if cs.ops.is_empty() {
+        (cat.seq, Vec::new(), Vec::new(), cat.seq)
     } else {
         let applied = match st.store.apply(&cs).await {
             Ok(a) => a,
@@ -834,7 +857,14 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
                 Vec::new()
             }
         };
-        (applied.last_seq, applied.ids.clone(), changes)
+        // The catalog's seq moves only over a contiguous log: rows another
+        // server wrote in between are the follower's (it skips ours).
+        let through = if applied.first_seq == cat.seq + 1 {
+            applied.last_seq
+        } else {
+            cat.seq
+        };
+        (applied.last_seq, applied.ids.clone(), changes, through)
     };
     // The next snapshot.
     let mut patches = Vec::with_capacity(cs.ops.len());
@@ -868,7 +898,7 @@ async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &m
     let next = if patches.is_empty() {
         None
     } else {
-        let n = cat.apply(&patches, seq);
+        let n = cat.apply(&patches, through);
         st.set_catalog(n);
         Some(st.catalog())
     };

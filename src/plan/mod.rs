@@ -1020,6 +1020,14 @@ pub fn new_item_code(plan: &Plan, cat: &Catalog, feature: &J) -> Result<String> 
 }
 
 impl Plans {
+    /// Drops the book: the next use reads the plans from the store again
+    /// (another server changed them).
+    pub async fn forget(&self) {
+        let mut b = self.book.lock().await;
+        b.loaded = false;
+        b.plans.clear();
+    }
+
     /// The book, loaded from the store the first time.
     pub async fn book(&self, store: &dyn Store) -> Result<tokio::sync::MutexGuard<'_, Book>> {
         let mut b = self.book.lock().await;

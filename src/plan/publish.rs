@@ -219,8 +219,14 @@ pub async fn publish(
         }
     }
     let seq = applied.last_seq;
+    // Over a contiguous log only (see the live writer).
+    let through = if applied.first_seq == cat.seq + 1 {
+        seq
+    } else {
+        cat.seq
+    };
     let cat3 = cat.clone();
-    let next = tokio::task::spawn_blocking(move || cat3.apply(&patches, seq))
+    let next = tokio::task::spawn_blocking(move || cat3.apply(&patches, through))
         .await
         .map_err(|e| PlanError::Store(e.to_string()))?;
     st.set_catalog(next);

@@ -267,6 +267,39 @@ impl GpkgStore {
         self.pool.close().await;
     }
 
+    /// Reads the layer list again: another process sharing the file may
+    /// have created layers since this one opened it.
+    async fn refresh_layers(&self) -> Result<()> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT def FROM onemap_layers ORDER BY pos")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut layers = Vec::with_capacity(rows.len());
+        for (json,) in rows {
+            layers.push(
+                serde_json::from_str::<LayerDef>(&json)
+                    .map_err(|e| backend(format!("corrupt layer definition: {e}")))?,
+            );
+        }
+        *self
+            .layers
+            .write()
+            .map_err(|_| backend("layer cache poisoned"))? = layers;
+        Ok(())
+    }
+
+    /// A layer's definition, reading the list again once when it is not
+    /// known (yet).
+    async fn layer_fresh(&self, name: &str) -> Result<LayerDef> {
+        match self.layer(name) {
+            Ok(d) => Ok(d),
+            Err(StoreError::UnknownLayer(_)) => {
+                self.refresh_layers().await?;
+                self.layer(name)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn layer(&self, name: &str) -> Result<LayerDef> {
         self.layers
             .read()
@@ -894,6 +927,7 @@ impl Store for GpkgStore {
     }
 
     async fn layers(&self) -> Result<Vec<LayerDef>> {
+        self.refresh_layers().await?;
         Ok(self
             .layers
             .read()
@@ -908,7 +942,7 @@ impl Store for GpkgStore {
     }
 
     async fn load_layer(&self, name: &str) -> Result<Vec<Feature>> {
-        let def = self.layer(name)?;
+        let def = self.layer_fresh(name).await?;
         let (count, lo, hi): (i64, Option<i64>, Option<i64>) = sqlx::query_as(&format!(
             "SELECT count(*), min(fid), max(fid) FROM {}",
             q(name)
@@ -956,6 +990,12 @@ impl Store for GpkgStore {
 
     async fn apply(&self, cs: &ChangeSet) -> Result<Applied> {
         let _w = self.writer.lock().await;
+        if cs.ops.iter().any(|op| self.layer(op.layer()).is_err())
+            || cs.create.iter().any(|d| self.layer(&d.name).is_err())
+        {
+            // Written by another process since we looked?
+            self.refresh_layers().await?;
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut st = TxState {
             next_id: HashMap::new(),
@@ -986,7 +1026,7 @@ impl Store for GpkgStore {
     }
 
     async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>> {
-        self.layer(layer)?;
+        self.layer_fresh(layer).await?;
         let rows =
             sqlx::query("SELECT * FROM onemap_changes WHERE layer = ? AND fid = ? ORDER BY seq")
                 .bind(layer)
@@ -997,7 +1037,7 @@ impl Store for GpkgStore {
     }
 
     async fn history_where(&self, layer: &str, property: &str, value: &str) -> Result<Vec<Change>> {
-        self.layer(layer)?;
+        self.layer_fresh(layer).await?;
         let path = format!("$.properties.\"{}\"", property.replace('"', ""));
         let rows = sqlx::query(
             "SELECT * FROM onemap_changes WHERE layer = ?1 AND op IN ('insert', 'update', 'delete') \

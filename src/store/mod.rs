@@ -192,6 +192,87 @@ pub trait Store: Send + Sync {
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
 }
 
+/// The change sets this process wrote (their first seq), so that a
+/// follower of the change log tells its own rows from other servers'.
+#[derive(Default, Debug)]
+pub struct OwnWrites(std::sync::Mutex<std::collections::BTreeSet<i64>>);
+
+impl OwnWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<i64>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn contains(&self, txn: i64) -> bool {
+        self.lock().contains(&txn)
+    }
+
+    /// Forgets change sets at or below `seq` (already followed past).
+    pub fn forget_through(&self, seq: i64) {
+        let mut g = self.lock();
+        *g = g.split_off(&(seq + 1));
+    }
+}
+
+/// A store that records the change sets applied through it in
+/// [`OwnWrites`]; everything else passes through.
+pub struct Tracked {
+    inner: std::sync::Arc<dyn Store>,
+    own: std::sync::Arc<OwnWrites>,
+}
+
+impl Tracked {
+    pub fn new(inner: std::sync::Arc<dyn Store>, own: std::sync::Arc<OwnWrites>) -> Tracked {
+        Tracked { inner, own }
+    }
+}
+
+#[async_trait]
+impl Store for Tracked {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn layers(&self) -> Result<Vec<LayerDef>> {
+        self.inner.layers().await
+    }
+    async fn create_layer(&self, def: &LayerDef) -> Result<()> {
+        // Layer creation goes through `apply` in every store, which is
+        // where the write is recorded; a direct call is a bulk action.
+        self.inner.create_layer(def).await
+    }
+    async fn load_layer(&self, name: &str) -> Result<Vec<Feature>> {
+        self.inner.load_layer(name).await
+    }
+    async fn apply(&self, cs: &ChangeSet) -> Result<Applied> {
+        let a = self.inner.apply(cs).await?;
+        self.own.lock().insert(a.first_seq);
+        Ok(a)
+    }
+    async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        self.inner.changes_since(after, limit).await
+    }
+    async fn history(&self, layer: &str, id: i64) -> Result<Vec<Change>> {
+        self.inner.history(layer, id).await
+    }
+    async fn history_where(&self, layer: &str, property: &str, value: &str) -> Result<Vec<Change>> {
+        self.inner.history_where(layer, property, value).await
+    }
+    async fn last_seq(&self) -> Result<i64> {
+        self.inner.last_seq().await
+    }
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.inner.meta(key).await
+    }
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.inner.set_meta(key, value).await
+    }
+}
+
 /// Checks an operation's properties against the schema: one value per
 /// property, each of the declared type (or NULL).
 pub fn check_properties(def: &LayerDef, props: &[Value]) -> Result<(), String> {

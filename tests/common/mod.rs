@@ -120,6 +120,7 @@ pub fn url_escape(s: &str) -> String {
 /// `ogrinfo`, when GDAL is installed. In CI (CI=true) its absence fails the
 /// test; on a developer machine the test says it is skipped.
 pub mod mvt_decode;
+pub mod sse;
 
 pub fn ogrinfo() -> Option<&'static str> {
     let ok = std::process::Command::new("ogrinfo")
