@@ -81,22 +81,9 @@ pub async fn catch_up_locked(st: &AppState) -> anyhow::Result<usize> {
 }
 
 fn feature_of(doc: &J, id: i64, version: i64, def: &crate::model::LayerDef) -> Option<Feature> {
-    let g = crate::import::geometry_from_json(doc.get("geometry")?).ok()?;
-    let props = doc.get("properties")?;
-    let geometry = def.geometry.coerce(g).ok()?;
-    Some(Feature {
-        id,
-        version,
-        geometry,
-        properties: def
-            .properties
-            .iter()
-            .map(|p| {
-                Value::from_json(props.get(&p.name).unwrap_or(&J::Null), p.ty)
-                    .unwrap_or(Value::Null)
-            })
-            .collect(),
-    })
+    let mut f = Feature::from_geojson(doc, id, version, def)?;
+    f.geometry = def.geometry.coerce(f.geometry).ok()?;
+    Some(f)
 }
 
 fn grow(acc: &mut BTreeMap<String, Rect>, layer: &str, r: Option<Rect>) {

@@ -216,6 +216,34 @@ impl Feature {
         })
     }
 
+    /// A feature back from its GeoJSON (as the change log keeps it):
+    /// properties by the layer's schema (a missing or mistyped one is
+    /// NULL), the geometry as stored. None when there is no readable
+    /// geometry.
+    pub fn from_geojson(
+        doc: &serde_json::Value,
+        id: i64,
+        version: i64,
+        def: &LayerDef,
+    ) -> Option<Feature> {
+        let geometry = crate::import::geometry_from_json(doc.get("geometry")?).ok()?;
+        let null = serde_json::Value::Null;
+        let props = doc.get("properties").unwrap_or(&null);
+        Some(Feature {
+            id,
+            version,
+            geometry,
+            properties: def
+                .properties
+                .iter()
+                .map(|p| {
+                    Value::from_json(props.get(&p.name).unwrap_or(&null), p.ty)
+                        .unwrap_or(Value::Null)
+                })
+                .collect(),
+        })
+    }
+
     /// A property by name.
     pub fn get<'a>(&'a self, def: &LayerDef, name: &str) -> Option<&'a Value> {
         def.prop_index(name).and_then(|i| self.properties.get(i))

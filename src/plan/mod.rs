@@ -1498,23 +1498,10 @@ async fn undo_into(
         }
     }
     let grid_of = |f: &J| -> Option<(String, Grid)> {
-        let g = crate::import::geometry_from_json(f.get("geometry")?).ok()?;
-        let props = f.get("properties")?;
-        let values: Vec<Value> = def
-            .properties
-            .iter()
-            .map(|p| {
-                Value::from_json(props.get(&p.name).unwrap_or(&J::Null), p.ty)
-                    .unwrap_or(Value::Null)
-            })
-            .collect();
-        let code = props.get("code")?.as_str()?.to_string();
+        let code = f.pointer("/properties/code")?.as_str()?.to_string();
         Some((
             code,
-            Grid {
-                geometry: to_multi(&g),
-                props: values,
-            },
+            Grid::from_feature(&Feature::from_geojson(f, 0, 0, def)?),
         ))
     };
     for c in rows.iter().rev().filter(|c| c.layer == builtin::PLAN_GRIDS) {

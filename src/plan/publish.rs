@@ -10,7 +10,7 @@
 //! clients (`changed` for each layer, `stats`).
 
 use super::check::{self, Changes, World};
-use super::{Grid, PlanError, Result, bad, to_multi};
+use super::{Grid, PlanError, Result, bad};
 use crate::api::AppState;
 use crate::index::{Patch, rect_union};
 use crate::model::{Feature, GridCode, Value, builtin};
@@ -372,19 +372,7 @@ pub async fn history_json(st: &AppState, code: &str) -> Result<J> {
 
 /// A grid from a change-log GeoJSON state.
 fn grid_from(state: &J, def: &crate::model::LayerDef) -> Option<Grid> {
-    let g = crate::import::geometry_from_json(state.get("geometry")?).ok()?;
-    let props = state.get("properties")?;
-    Some(Grid {
-        geometry: to_multi(&g),
-        props: def
-            .properties
-            .iter()
-            .map(|p| {
-                Value::from_json(props.get(&p.name).unwrap_or(&J::Null), p.ty)
-                    .unwrap_or(Value::Null)
-            })
-            .collect(),
-    })
+    Feature::from_geojson(state, 0, 0, def).map(|f| Grid::from_feature(&f))
 }
 
 /// The body of `POST /api/grids/{code}/revert`.
