@@ -27,6 +27,10 @@ enum Command {
         /// The GeoPackage file to serve.
         #[arg(long, default_value = "data/onemap.gpkg", env = "ONEMAP_STORE")]
         store: PathBuf,
+        /// A PostGIS database (postgres://user:password@host:port/db) instead
+        /// of the GeoPackage.
+        #[arg(long, env = "ONEMAP_DATABASE")]
+        database: Option<String>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "ONEMAP_BIND")]
         bind: String,
@@ -47,6 +51,11 @@ enum Command {
     Import {
         #[arg(long, default_value = "data/onemap.gpkg")]
         store: PathBuf,
+        /// A PostGIS database (postgres://user:password@host:port/db) instead
+        /// of the GeoPackage.
+        #[arg(long, env = "ONEMAP_DATABASE")]
+        database: Option<String>,
+
         /// The layer to import into (created when absent).
         #[arg(long)]
         layer: String,
@@ -83,6 +92,11 @@ enum Command {
         /// The GeoPackage file to create.
         #[arg(long, default_value = "data/onemap.gpkg")]
         store: PathBuf,
+        /// A PostGIS database (postgres://user:password@host:port/db) instead
+        /// of the GeoPackage.
+        #[arg(long, env = "ONEMAP_DATABASE")]
+        database: Option<String>,
+
         /// district (about 1,100 grids, 100,000 addresses) or city (57,000
         /// micro-grids, 4,000,000 addresses); small is one street, for tests.
         #[arg(long, default_value = "district")]
@@ -117,20 +131,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             store,
+            database,
             bind,
             web,
             styles,
             body_limit,
             tile_cache_mb,
         } => {
-            if !store.exists() {
-                anyhow::bail!(
-                    "{} does not exist: create it with `onemap demo --store {}` or import data",
-                    store.display(),
-                    store.display()
-                );
-            }
-            let s = onemap::store::open(&store.to_string_lossy()).await?;
+            let s = match &database {
+                Some(url) => onemap::store::open(url).await?,
+                None => {
+                    if !store.exists() {
+                        anyhow::bail!(
+                            "{} does not exist: create it with `onemap demo --store {}` or import data",
+                            store.display(),
+                            store.display()
+                        );
+                    }
+                    onemap::store::open(&store.to_string_lossy()).await?
+                }
+            };
             let config = onemap::api::Config {
                 body_limit,
                 web_dir: web,
@@ -146,16 +166,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import {
             store,
+            database,
             layer,
             crs,
             author,
             file,
         } => {
             let crs = onemap::import::Crs::parse(&crs).map_err(anyhow::Error::msg)?;
-            let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
-            let res = onemap::import::import_file(&s, &layer, crs, &file, &author).await;
-            s.close().await;
-            let r = res?;
+            let r = match &database {
+                Some(url) => {
+                    let s = onemap::store::open(url).await?;
+                    onemap::import::import_file(s.as_ref(), &layer, crs, &file, &author).await?
+                }
+                None => {
+                    let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
+                    let res = onemap::import::import_file(&s, &layer, crs, &file, &author).await;
+                    s.close().await;
+                    res?
+                }
+            };
             eprintln!(
                 "imported {} feature(s) into {}layer {} (ids {}–{})",
                 r.count,
@@ -198,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo {
             store,
+            database,
             scale,
             seed,
             force,
@@ -205,7 +235,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let sc = onemap::demo::Scale::parse(&scale).ok_or_else(|| {
                 anyhow::anyhow!("unknown scale {scale:?}: use district, city or small")
             })?;
-            if store.exists() {
+            if let Some(url) = &database {
+                let s = onemap::store::open(url).await?;
+                if !s.layers().await?.is_empty() {
+                    anyhow::bail!(
+                        "the database already holds layers; use an empty database for the demo"
+                    );
+                }
+            } else if store.exists() {
                 if !force {
                     anyhow::bail!("{} exists; pass --force to replace it", store.display());
                 }
@@ -228,14 +265,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64(),
                 counts.join(", ")
             );
-            let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
-            onemap::demo::write(&s, g).await?;
-            s.close().await;
-            eprintln!(
-                "wrote {} in {:.1}s",
-                store.display(),
-                t0.elapsed().as_secs_f64()
-            );
+            let target = match &database {
+                Some(url) => {
+                    let s = onemap::store::open(url).await?;
+                    onemap::demo::write(s.as_ref(), g).await?;
+                    s.describe()
+                }
+                None => {
+                    let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
+                    onemap::demo::write(&s, g).await?;
+                    s.close().await;
+                    store.display().to_string()
+                }
+            };
+            eprintln!("wrote {target} in {:.1}s", t0.elapsed().as_secs_f64());
             Ok(())
         }
     }

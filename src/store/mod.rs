@@ -7,10 +7,11 @@
 //! grow. That log is what history, revert and (later) followers read.
 //!
 //! Callers hold an `Arc<dyn Store>` and never know which backend they talk
-//! to; the GeoPackage store is the embedded default, PostGIS comes next with
-//! the same contract (and the same contract tests).
+//! to: the GeoPackage store is the embedded default, the PostGIS store the
+//! server one, with the same contract (and the same contract tests).
 
 pub mod gpkg;
+pub mod postgis;
 pub mod wkb;
 
 use crate::model::{Feature, LayerDef, Value};
@@ -309,13 +310,13 @@ pub fn check_properties(def: &LayerDef, props: &[Value]) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens a store from a location: a `.gpkg` path (created if absent).
-/// PostgreSQL URLs come with the PostGIS backend.
+/// Opens a store from a location: a `postgres://` or `postgresql://` URL
+/// (PostGIS; onemap's tables are created on first use), or a `.gpkg` path
+/// (created if absent).
 pub async fn open(location: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        anyhow::bail!(
-            "PostGIS stores are not available in this build yet; use a GeoPackage path (.gpkg)"
-        );
+        let s = postgis::PostgisStore::open(location).await?;
+        return Ok(std::sync::Arc::new(s));
     }
     let s = gpkg::GpkgStore::open(std::path::Path::new(location)).await?;
     Ok(std::sync::Arc::new(s))

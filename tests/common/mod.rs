@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: throwaway stores, a real server
-//! on a free port, and GDAL.
+//! on a free port, GDAL, and throwaway PostgreSQL clusters (`pg`).
 #![allow(dead_code)]
+
+pub mod pg;
 
 use onemap::store::Store;
 use onemap::store::gpkg::GpkgStore;
