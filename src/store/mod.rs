@@ -242,9 +242,10 @@ impl Store for Tracked {
         self.inner.layers().await
     }
     async fn create_layer(&self, def: &LayerDef) -> Result<()> {
-        // Layer creation goes through `apply` in every store, which is
-        // where the write is recorded; a direct call is a bulk action.
-        self.inner.create_layer(def).await
+        // As a change set through `apply`, so it is recorded as ours.
+        let mut cs = ChangeSet::new("onemap", "create layer");
+        cs.create.push(def.clone());
+        self.apply(&cs).await.map(|_| ())
     }
     async fn load_layer(&self, name: &str) -> Result<Vec<Feature>> {
         self.inner.load_layer(name).await
