@@ -2,6 +2,8 @@
 //! features gives: grid membership, aggregates, lookups and R-tree answers;
 //! the previous snapshot is untouched; the clock makes orders overdue.
 
+mod common;
+
 use geo::{Geometry, Point, Rect};
 use onemap::demo::{self, rng::Rng};
 use onemap::index::{Catalog, Patch};
@@ -183,33 +185,12 @@ fn grid_patches_equal_a_rebuild() {
         .iter()
         .find(|n| n.level == onemap::model::GridLevel::Grid && n.children.len() >= 4)
         .unwrap();
-    let outer = onemap::plan::to_multi(&grid.geometry);
     let kids: Vec<&onemap::index::grids::GridNode> = grid
         .children
         .iter()
         .map(|&c| &base.grids.nodes[c as usize])
         .collect();
-    let mut count = std::collections::BTreeMap::new();
-    for k in &kids {
-        for p in &onemap::plan::to_multi(&k.geometry).0 {
-            for v in p.exterior().0.iter().skip(1) {
-                *count.entry((v.x.to_bits(), v.y.to_bits())).or_insert(0) += 1;
-            }
-        }
-    }
-    let v = kids
-        .iter()
-        .flat_map(|k| {
-            onemap::plan::to_multi(&k.geometry)
-                .0
-                .into_iter()
-                .flat_map(|p| p.exterior().0.clone())
-        })
-        .find(|v| {
-            count[&(v.x.to_bits(), v.y.to_bits())] >= 2
-                && !onemap::plan::topo::touches_point(&outer, *v, 0.01)
-        })
-        .expect("an inner shared vertex");
+    let v = common::inner_shared_vertex(&base, grid).expect("an inner shared vertex");
     let target = kids
         .iter()
         .find(|k| onemap::plan::topo::touches_point(&onemap::plan::to_multi(&k.geometry), v, 0.0))

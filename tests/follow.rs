@@ -145,28 +145,7 @@ async fn writes_on_one_server_reach_the_other() {
         .iter()
         .map(|&c| &cat.grids.nodes[c as usize])
         .collect();
-    let outer = onemap::plan::to_multi(&grid.geometry);
-    let mut seen = std::collections::BTreeMap::new();
-    for k in &kids {
-        for p in &onemap::plan::to_multi(&k.geometry).0 {
-            for v in p.exterior().0.iter().skip(1) {
-                *seen.entry((v.x.to_bits(), v.y.to_bits())).or_insert(0) += 1;
-            }
-        }
-    }
-    let v = kids
-        .iter()
-        .flat_map(|k| {
-            onemap::plan::to_multi(&k.geometry)
-                .0
-                .into_iter()
-                .flat_map(|p| p.exterior().0.clone())
-        })
-        .find(|v| {
-            seen[&(v.x.to_bits(), v.y.to_bits())] >= 2
-                && !onemap::plan::topo::touches_point(&outer, *v, 0.01)
-        })
-        .unwrap();
+    let v = common::inner_shared_vertex(&cat, grid).expect("an inner shared vertex");
     let to = geo::Coord {
         x: v.x + 0.00002,
         y: v.y + 0.00001,

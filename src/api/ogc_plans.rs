@@ -391,6 +391,35 @@ pub async fn post_item(
     .await
 }
 
+/// PUT, PATCH and DELETE of an existing item: `op` makes the plan
+/// operation from the code and the body (none for DELETE).
+async fn write_item(
+    st: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    code: String,
+    body: Option<Bytes>,
+    op: fn(String, J) -> OpBody,
+) -> Response {
+    let Some(pid) = plan_of(id) else {
+        return read_only(id);
+    };
+    let j = match body.as_ref().map(parse_body).transpose() {
+        Ok(j) => j.unwrap_or(J::Null),
+        Err(e) => return e.into_response(),
+    };
+    let c = code.clone();
+    write(
+        st,
+        headers,
+        pid,
+        Some(&code),
+        move |_| Ok((op(c.clone(), j), c)),
+        false,
+    )
+    .await
+}
+
 /// `PUT …/items/{code}`: replace a draft grid.
 pub async fn put_item(
     State(st): S,
@@ -398,31 +427,13 @@ pub async fn put_item(
     Path((id, code)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some(pid) = plan_of(&id) else {
-        return read_only(&id);
-    };
-    let j = match parse_body(&body) {
-        Ok(j) => j,
-        Err(e) => return e.into_response(),
-    };
-    let c = code.clone();
-    write(
-        &st,
-        &headers,
-        pid,
-        Some(&code),
-        move |_| {
-            Ok((
-                OpBody::Put {
-                    code: c.clone(),
-                    feature: j,
-                    create: false,
-                },
-                c,
-            ))
-        },
-        false,
-    )
+    write_item(&st, &headers, &id, code, Some(body), |code, feature| {
+        OpBody::Put {
+            code,
+            feature,
+            create: false,
+        }
+    })
     .await
 }
 
@@ -433,30 +444,9 @@ pub async fn patch_item(
     Path((id, code)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some(pid) = plan_of(&id) else {
-        return read_only(&id);
-    };
-    let j = match parse_body(&body) {
-        Ok(j) => j,
-        Err(e) => return e.into_response(),
-    };
-    let c = code.clone();
-    write(
-        &st,
-        &headers,
-        pid,
-        Some(&code),
-        move |_| {
-            Ok((
-                OpBody::Patch {
-                    code: c.clone(),
-                    patch: j,
-                },
-                c,
-            ))
-        },
-        false,
-    )
+    write_item(&st, &headers, &id, code, Some(body), |code, patch| {
+        OpBody::Patch { code, patch }
+    })
     .await
 }
 
@@ -466,18 +456,9 @@ pub async fn delete_item(
     headers: HeaderMap,
     Path((id, code)): Path<(String, String)>,
 ) -> Response {
-    let Some(pid) = plan_of(&id) else {
-        return read_only(&id);
-    };
-    let c = code.clone();
-    let r = write(
-        &st,
-        &headers,
-        pid,
-        Some(&code),
-        move |_| Ok((OpBody::Remove { code: c.clone() }, c)),
-        false,
-    )
+    let r = write_item(&st, &headers, &id, code, None, |code, _| OpBody::Remove {
+        code,
+    })
     .await;
     if r.status().is_success() {
         StatusCode::NO_CONTENT.into_response()

@@ -138,3 +138,26 @@ pub fn ogrinfo() -> Option<&'static str> {
     eprintln!("SKIPPED: ogrinfo not found (apt-get install gdal-bin to run this test)");
     None
 }
+
+/// A vertex that two or more children of `grid` share and that is not on
+/// the grid's own boundary (moving it keeps the grid's outline).
+pub fn inner_shared_vertex(
+    cat: &onemap::index::Catalog,
+    grid: &onemap::index::grids::GridNode,
+) -> Option<geo::Coord> {
+    let outer = onemap::plan::to_multi(&grid.geometry);
+    let mut count = std::collections::BTreeMap::new();
+    let mut order = Vec::new();
+    for &c in &grid.children {
+        for p in &onemap::plan::to_multi(&cat.grids.nodes[c as usize].geometry).0 {
+            for v in p.exterior().0.iter().skip(1) {
+                *count.entry((v.x.to_bits(), v.y.to_bits())).or_insert(0) += 1;
+                order.push(*v);
+            }
+        }
+    }
+    order.into_iter().find(|v| {
+        count[&(v.x.to_bits(), v.y.to_bits())] >= 2
+            && !onemap::plan::topo::touches_point(&outer, *v, 0.01)
+    })
+}
