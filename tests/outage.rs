@@ -59,6 +59,17 @@ async fn postgis_down_while_serving() {
     assert!(h["error"].as_str().is_some_and(|e| !e.is_empty()), "{h}");
     assert!(h["since"].is_string() && h["outages"] == 1, "{h}");
     assert!(h["reads"].as_str().is_some(), "{h}");
+    // Screens on B are told their figures are frozen.
+    let f = sse
+        .until("health", |f| f.data["store"] == "unreachable")
+        .await;
+    assert!(f.data["since"].is_string(), "{:?}", f.data);
+    let during = Sse::open(&b, None).await;
+    assert_eq!(
+        during.hello.map(|h| h.data["store"].clone()),
+        Some(json!("unreachable")),
+        "a screen connecting during the outage is told at once"
+    );
 
     // Reads are served from memory.
     let (s, g_down) = a.get_json(&format!("/api/grids/{code}")).await;
@@ -107,6 +118,12 @@ async fn postgis_down_while_serving() {
     );
     let (_, h) = a.get_json("/healthz").await;
     assert_eq!(h["outages"], 1, "{h}");
+    sse.until("health", |f| f.data["store"] == "ok").await;
+    let fresh = Sse::open(&b, None).await;
+    assert_eq!(
+        fresh.hello.map(|h| h.data["store"].clone()),
+        Some(json!("ok"))
+    );
     let r = a
         .client
         .post(format!("{}/api/events", a.base))

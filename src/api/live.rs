@@ -144,7 +144,12 @@ pub async fn live(
     let mut first: Vec<Bytes> = vec![sse_frame(
         None,
         "hello",
-        &json!({"seq": cat.seq, "subscribers": st.live.subscribers()}).to_string(),
+        &json!({
+            "seq": cat.seq,
+            "subscribers": st.live.subscribers(),
+            "store": st.health.message_data()["store"],
+        })
+        .to_string(),
     )];
     // Live `event` messages at or below this were replayed already.
     let mut upto = i64::MIN;

@@ -64,6 +64,16 @@ impl Health {
         self.lock().clone()
     }
 
+    /// The `health` message for live subscribers (and `hello`'s `store`).
+    pub fn message_data(&self) -> serde_json::Value {
+        let h = self.get();
+        serde_json::json!({
+            "store": if h.error.is_some() { "unreachable" } else { "ok" },
+            "since": h.since,
+            "error": h.error,
+        })
+    }
+
     /// Records the outcome of asking the store for its newest seq.
     pub fn observe(&self, r: &Result<i64, String>, store: &str) {
         let mut h = self.lock();
@@ -99,6 +109,7 @@ impl Health {
 /// down, polls every [`FOLLOW_EVERY`].
 pub async fn follower(state: Weak<AppState>) {
     let mut wake = state.upgrade().and_then(|s| s.store.change_notifications());
+    let mut was_down = false;
     loop {
         let listening = wake.as_ref().map(|rx| rx.borrow().listening);
         let pause = if listening == Some(true) {
@@ -123,6 +134,16 @@ pub async fn follower(state: Weak<AppState>) {
             if st.health.get().error.is_none() {
                 tracing::warn!("following the change log: {e}");
             }
+        }
+        // Screens learn that what they show is frozen (and when it is not).
+        let down = st.health.get().error.is_some();
+        if down != was_down {
+            was_down = down;
+            st.live.publish(super::Msg::new(
+                None,
+                "health",
+                st.health.message_data().to_string(),
+            ));
         }
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Sse {
     stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buf: String,
+    /// The `hello` the stream opened with.
+    pub hello: Option<Frame>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,9 +36,11 @@ impl Sse {
         let mut s = Sse {
             stream: Box::pin(r.bytes_stream()),
             buf: String::new(),
+            hello: None,
         };
         let hello = s.next().await.expect("hello");
         assert_eq!(hello.event, "hello");
+        s.hello = Some(hello);
         s
     }
 

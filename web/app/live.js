@@ -1,5 +1,5 @@
 // The live stream of the server (GET /api/live, Server-Sent Events): one EventSource whose named
-// events (`hello`, `event`, `changed`, `stats`) reach the callbacks as parsed JSON.
+// events (`hello`, `event`, `changed`, `stats`, `health`) reach the callbacks as parsed JSON.
 //
 // EventSource reconnects by itself after a dropped connection (resending Last-Event-ID). It gives
 // up for good when a reconnect is answered with an error status (a server restarting behind a
@@ -9,11 +9,11 @@
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
-const NAMES = ['hello', 'event', 'changed', 'stats'];
+const NAMES = ['hello', 'event', 'changed', 'stats', 'health'];
 
 /**
  * @param {string} url
- * @param {{ hello?, event?, changed?, stats?: (data: object, e: MessageEvent) => void,
+ * @param {{ hello?, event?, changed?, stats?, health?: (data: object, e: MessageEvent) => void,
  *           state?: (state: 'connecting'|'open'|'down') => void }} on
  */
 export function connectLive(url, on = {}) {

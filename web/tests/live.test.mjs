@@ -139,14 +139,17 @@ describe('big screen, live', { timeout: 10 * SLOW }, () => {
       assert.ok(took < 2000, `the pulse and the counter took ${took} ms`);
       assert.equal(await page.locator('.lk[data-k="today_new"] .v').innerText(), (before + 1).toLocaleString('zh-CN'));
 
-      // the marker is animated: its ring's phase moves between frames
-      const phase = () => page.evaluate((id) => {
+      // the marker is animated: its ring's phase moves between frames (waited for rather than
+      // sampled once 250 ms apart: on a loaded machine a frame can take that long)
+      const a = await page.evaluate((id) => {
         const p = window.onemap.live.pulses().find((x) => x.id === id);
         return window.onemap.map.getFeatureState({ source: 'live', id: p.slot }).ring;
       }, o.id);
-      const a = await phase();
-      await page.waitForTimeout(250);
-      assert.notEqual(await phase(), a, 'the pulse does not move');
+      const moved = await page.waitForFunction(([id, first]) => {
+        const p = window.onemap.live.pulses().find((x) => x.id === id);
+        return p && window.onemap.map.getFeatureState({ source: 'live', id: p.slot }).ring !== first;
+      }, [o.id, a], { polling: 'raf', timeout: 3000 }).then(() => true, () => false);
+      assert.ok(moved, 'the pulse does not move');
 
       // the source chart counts it
       const bySource = await page.evaluate(() => window.onemap.live.model.todayBySource);

@@ -192,7 +192,13 @@ export function createLiveScreen(root, map, hooks = {}) {
       // may count from lower.)
       model.seq = Number(d.seq) || 0;
       streamSeq = model.seq;
+      kpis.setStore(d.store);
       resync();
+    },
+    // The server's database went away (the figures are frozen at what it holds) or came back.
+    health(h) {
+      kpis.setStore(h.store);
+      if (h.store === 'ok') resync();
     },
     event(ev) {
       streamSeq = Math.max(streamSeq, Number(ev.seq) || 0);

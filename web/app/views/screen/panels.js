@@ -1,5 +1,5 @@
 // The live DOM panels of the big screen: the counters strip (today's new and closed orders, open,
-// overdue, and the stream's state) and the overdue list. Both are built once: the list has a
+// overdue, and the stream's state, including a server whose database is away) and the overdue list. Both are built once: the list has a
 // fixed number of rows that are refilled and hidden, never added, so the DOM does not grow
 // however long the screen runs. A long list steps through its rows by itself.
 import { fmtNumber, onLangChange, t, tf } from '../../i18n.js';
@@ -14,13 +14,16 @@ export function createKpis(el) {
   const stateText = stateEl.querySelector('.live-state-text');
   const timeEl = stateEl.querySelector('time');
   let state = 'connecting';
+  let storeDown = false;
   let updatedAt = null;
   const shown = {};
   const timeFmt = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
   function renderState() {
-    stateEl.dataset.state = state;
-    stateText.textContent = t(`live.state.${state}`);
+    // An open stream from a server whose database is away: the figures are frozen.
+    const shownState = state === 'open' && storeDown ? 'stale' : state;
+    stateEl.dataset.state = shownState;
+    stateText.textContent = t(`live.state.${shownState}`);
     timeEl.textContent = updatedAt ? `${t('live.asOf')} ${timeFmt.format(new Date(updatedAt))}` : '';
   }
   const offLang = onLangChange(() => {
@@ -44,6 +47,8 @@ export function createKpis(el) {
       if (m.updatedAt !== updatedAt) { updatedAt = m.updatedAt; renderState(); }
     },
     setState(s) { if (s !== state) { state = s; renderState(); } },
+    /** 'ok' or 'unreachable' (the server's store); anything else counts as ok. */
+    setStore(s) { const down = s === 'unreachable'; if (down !== storeDown) { storeDown = down; renderState(); } },
     destroy() { offLang(); },
   };
 }
