@@ -276,6 +276,45 @@ async fn a_shared_vertex_moves_both_grids_publishes_and_reverts() {
     assert_eq!(vs[1]["revert"], false);
     let original = vs[0]["geometry"].clone();
 
+    // A dry run first: what would go back and what would be undone,
+    // nothing written.
+    let seq = e.state.store.last_seq().await.unwrap();
+    let dry = e
+        .ok(
+            &format!("/api/grids/{c0}/revert"),
+            json!({"version": 1, "author": "李科长", "reason": "恢复原边界", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["ok"].as_bool()),
+        (Some(true), Some(true)),
+        "{dry}"
+    );
+    let undone = dry["undone"].as_array().unwrap();
+    assert_eq!(undone.len(), 1, "{dry}");
+    assert_eq!(
+        (
+            undone[0]["plan"].as_i64(),
+            undone[0]["author"].as_str(),
+            undone[0]["reason"].as_str()
+        ),
+        (Some(id), Some("张规划"), Some("按小区围墙调整"))
+    );
+    assert!(
+        dry["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["action"] == "restore"),
+        "{dry}"
+    );
+    assert!(dry["impact"]["grids"].is_array(), "{dry}");
+    assert_eq!(
+        e.state.store.last_seq().await.unwrap(),
+        seq,
+        "a dry run writes nothing"
+    );
+
     // Revert to version 1: every grid of that publish goes back, exactly.
     let rv = e
         .ok(
@@ -292,6 +331,10 @@ async fn a_shared_vertex_moves_both_grids_publishes_and_reverts() {
     for c in &sharing {
         assert!(reverted.contains(c));
     }
+    assert_eq!(
+        rv["reverted"], dry["reverted"],
+        "the dry run named what the revert did"
+    );
     let h = e.get(&format!("/api/grids/{c0}/history")).await;
     let vs = h["versions"].as_array().unwrap();
     assert_eq!(vs.len(), 3);

@@ -380,17 +380,28 @@ fn grid_from(state: &J, def: &crate::model::LayerDef) -> Option<Grid> {
 #[serde(deny_unknown_fields)]
 pub struct RevertBody {
     pub version: usize,
+    #[serde(default)]
     pub author: String,
+    #[serde(default)]
     pub reason: String,
+    /// Only say what the revert would do: the grids it would put back, the
+    /// change sets it would undo, its violations and its impact; nothing
+    /// is written.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /api/grids/{code}/revert`: the grid, and every grid changed
 /// together with it since that version (and, in turn, with those), go
 /// back to their state at that version; validated and published.
 pub async fn revert(st: &AppState, code: &str, body: &RevertBody) -> Result<J> {
-    super::check_person(&body.author, "author")?;
-    if body.reason.trim().is_empty() {
-        return bad("reason is required");
+    // A dry run is asked before anyone signs: author and reason come with
+    // the real one.
+    if !body.dry_run {
+        super::check_person(&body.author, "author")?;
+        if body.reason.trim().is_empty() {
+            return bad("reason is required");
+        }
     }
     let vs = versions(st, code).await?;
     let Some(target) = vs.get(body.version.wrapping_sub(1)) else {
@@ -471,6 +482,9 @@ pub async fn revert(st: &AppState, code: &str, body: &RevertBody) -> Result<J> {
                 .map(|f| (k.clone(), (f.id, f.version)))
         })
         .collect();
+    if body.dry_run {
+        return preview(st, code, body.version, &changes, &codes, &txns).await;
+    }
     let reason = format!(
         "[revert {code} to v{}] {}",
         body.version,
@@ -479,6 +493,71 @@ pub async fn revert(st: &AppState, code: &str, body: &RevertBody) -> Result<J> {
     let mut out = publish(st, &changes, &expect, body.author.trim(), &reason).await?;
     out["reverted"] = json!(codes);
     Ok(out)
+}
+
+/// What a revert would do, for a planner to confirm: every grid it puts
+/// back (and how), every change set it undoes (who, when, why), and the
+/// validation and impact of the result. Writes nothing.
+async fn preview(
+    st: &AppState,
+    code: &str,
+    version: usize,
+    changes: &Changes,
+    codes: &BTreeSet<String>,
+    txns: &BTreeSet<i64>,
+) -> Result<J> {
+    let mut undone = Vec::new();
+    for &t in txns {
+        if let Some(first) = txn_rows(st, t).await?.into_iter().next() {
+            undone.push(json!({
+                "seq": t,
+                "time": first.time,
+                "author": first.author,
+                "reason": plain_reason(&first.reason),
+                "plan": plan_of(&first.reason),
+                "revert": first.reason.starts_with("[revert "),
+            }));
+        }
+    }
+    let cat = st.catalog();
+    let grids: Vec<J> = changes
+        .iter()
+        .map(|(k, target)| {
+            let now = cat.grids.get(k).is_some();
+            let action = match (now, target.is_some()) {
+                (true, true) => "restore",
+                (true, false) => "delete",
+                (false, true) => "recreate",
+                (false, false) => "none",
+            };
+            json!({"code": k, "action": action})
+        })
+        .collect();
+    let (cat2, changes2) = (cat.clone(), changes.clone());
+    let (report_ok, violations, impact) = tokio::task::spawn_blocking(move || {
+        World::new(&cat2, &changes2).map(|w| {
+            let r = check::validate(&w);
+            (
+                r.ok(),
+                r.violations.iter().map(|v| v.to_json()).collect::<Vec<_>>(),
+                r.impact_json(&w),
+            )
+        })
+    })
+    .await
+    .map_err(|e| PlanError::Store(e.to_string()))?
+    .ok_or_else(|| PlanError::BadRequest("this store has no grids layer".into()))?;
+    Ok(json!({
+        "dry_run": true,
+        "code": code,
+        "version": version,
+        "ok": report_ok,
+        "reverted": codes,
+        "grids": grids,
+        "undone": undone,
+        "violations": violations,
+        "impact": impact,
+    }))
 }
 
 /// Every change-log row of one transaction.

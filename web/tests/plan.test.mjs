@@ -274,6 +274,15 @@ describe('plan page', { timeout: 12 * SLOW }, () => {
 
       // ── revert the grid to the version before the plan ──
       await page.locator(`.pl-ver[data-version="${older.version}"] .pl-rv`).click();
+      // the form first shows what the revert would do (a dry run, nothing written)
+      const seqBefore = (await env.api('/healthz')).seq;
+      await page.waitForSelector('.pl-rv-preview[data-ok="true"]');
+      const preview = await page.locator('.pl-rv-preview').innerText();
+      assert.match(preview, /将恢复 \d+ 个网格/);
+      assert.match(preview, /将撤销此后的 1 次变更/);
+      assert.ok(preview.includes('恢复后的网格核对通过'), preview);
+      assert.equal(await page.locator('.pl-rv-undone li').count(), 1);
+      assert.equal((await env.api('/healthz')).seq, seqBefore, 'the dry run wrote nothing');
       await page.locator('.pl-rv-reason').fill('恢复原边界');
       const nr = await answers(page);
       await page.locator('.pl-rv-go').click();

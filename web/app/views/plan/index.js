@@ -16,7 +16,7 @@ import { createEditor } from './edit.js';
 import { alongHalf, applyMove, bboxOf, contains, gridsCrossed, labelPoint, unionBbox } from './geom.js';
 import { createMap, loadStyle } from './map.js';
 import {
-  fmtTime, historyRows, impactView, refusalView, resultView, violationRows, violationSummary,
+  fmtTime, historyRows, impactView, refusalView, resultView, revertPreview, violationRows, violationSummary,
 } from './panels.js';
 
 export const EDIT_LEVELS = ['community', 'grid', 'micro'];
@@ -680,6 +680,35 @@ export const planView = {
       pmap.set('p-hist', shown?.geometry ? [{ type: 'Feature', properties: { version: shown.version }, geometry: shown.geometry }] : []);
     }
 
+    // Opening the revert form asks the server what the revert would do (a dry run): which grids go
+    // back, which later changes are undone (by whom, why), and whether the result would pass.
+    async function askRevert(version) {
+      const hs = state.history;
+      const code = hs.code;
+      hs.revert = { version, author, reason: '', preview: null, previewError: null };
+      hs.formError = null;
+      renderHistory();
+      root.querySelector('.pl-rv-reason')?.focus();
+      try {
+        const preview = await api.revert(code, { version, dry_run: true });
+        if (state.history.code !== code || state.history.revert?.version !== version) return;
+        state.history.revert.preview = preview;
+      } catch (err) {
+        if (state.history.code !== code || state.history.revert?.version !== version) return;
+        state.history.revert.previewError = describe(err);
+      } finally {
+        if (state.history.code === code && state.history.revert?.version === version) {
+          const focused = document.activeElement;
+          const typed = { author: root.querySelector('.pl-rv-author')?.value, reason: root.querySelector('.pl-rv-reason')?.value };
+          Object.assign(state.history.revert, Object.fromEntries(Object.entries(typed).filter(([, v]) => v != null)));
+          renderHistory();
+          if (focused?.classList?.contains('pl-rv-author')) root.querySelector('.pl-rv-author')?.focus();
+          else root.querySelector('.pl-rv-reason')?.focus();
+        }
+        answered();
+      }
+    }
+
     async function revert(version, who, reason) {
       const hs = state.history;
       if (!who || !reason) {
@@ -690,7 +719,7 @@ export const planView = {
         renderHistory();
         return;
       }
-      hs.revert = { version, author: who, reason, busy: true };
+      hs.revert = { ...hs.revert, version, author: who, reason, busy: true };
       hs.formError = null;
       renderHistory();
       try {
@@ -704,7 +733,7 @@ export const planView = {
       } catch (err) {
         hs.refusal = err;
         hs.result = null;
-        hs.revert = { version, author: who, reason, busy: false };
+        hs.revert = { ...hs.revert, version, author: who, reason, busy: false };
         if (err.problem?.violations) setViolations(err.problem.violations, 'revert');
       } finally {
         renderHistory();
@@ -918,6 +947,7 @@ export const planView = {
       ol.replaceChildren(...historyRows(hs.data, {
         pinned: hs.pinned,
         revert: hs.revert,
+        preview: hs.revert ? revertPreview(hs.revert, nameOf) : null,
         readonly: false,
         onHover: (v) => showVersion(v),
         onPin: (v) => {
@@ -926,7 +956,7 @@ export const planView = {
           for (const b of root.querySelectorAll('.pl-ver-main')) b.setAttribute('aria-pressed', String(Number(b.closest('li').dataset.version) === hs.pinned));
           if (hs.pinned != null) fitTo(bboxOf(v.geometry));
         },
-        onAskRevert: (version) => { hs.revert = { version, author, reason: '' }; hs.formError = null; renderHistory(); root.querySelector('.pl-rv-reason')?.focus(); },
+        onAskRevert: (version) => { askRevert(version); },
         onRevert: revert,
         onCancel: () => { hs.revert = null; hs.formError = null; renderHistory(); },
       }));

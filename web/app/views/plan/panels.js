@@ -124,6 +124,31 @@ export function refusalView(err, { nameOf, onPick, active }) {
   return box;
 }
 
+/**
+ * What a revert would do, from its dry run: the grids that go back, the later changes it undoes
+ * (time, who, why, which plan), whether the result passes validation, and whose grid changes.
+ */
+export function revertPreview(revert, nameOf) {
+  if (revert.previewError) return h('p', { class: 'pl-error pl-rv-preview', role: 'alert', text: tf('p.error', { detail: revert.previewError }) });
+  const p = revert.preview;
+  if (!p) return h('p', { class: 'pl-muted pl-rv-preview', text: t('p.rv.checking') });
+  const grids = p.grids ?? [];
+  const undone = p.undone ?? [];
+  const moved = Object.entries(p.impact?.moved ?? {}).filter(([, n]) => n > 0);
+  return h('div', { class: 'pl-rv-preview', dataset: { ok: String(Boolean(p.ok)) } },
+    h('p', { class: 'pl-rv-grids', text: tf('p.rv.grids', { n: fmtNumber(grids.length) }) + grids.map((g) => nameOf(g.code) ?? g.code).join('、') }),
+    h('p', { text: tf('p.rv.undone', { n: fmtNumber(undone.length) }) }),
+    h('ul', { class: 'pl-rv-undone' }, undone.map((u) => h('li', { dataset: { seq: u.seq } },
+      h('time', { datetime: u.time ?? '', text: fmtTime(u.time) }),
+      h('span', { class: 'pl-ver-who', text: u.author || '–' }),
+      h('span', { class: 'pl-ver-why', text: u.reason || '' }),
+      h('span', { class: 'pl-ver-plan', text: u.plan != null ? tf('p.hist.plan', { id: u.plan }) : u.revert ? t('p.rv.aRevert') : t('p.hist.noPlan') })))),
+    h('p', { text: moved.length ? `${t('p.result.moved')}${moved.map(([l, n]) => `${layerName(l)} ${fmtNumber(n)}`).join('、')}` : t('p.result.noMoved') }),
+    p.ok
+      ? h('p', { class: 'pl-rv-ok', text: t('p.rv.ok') })
+      : h('p', { class: 'pl-error pl-rv-bad', role: 'alert', text: `${tf('p.rv.bad', { n: fmtNumber(p.violations?.length ?? 0) })} ${violationSummary(p.violations ?? [])}` }));
+}
+
 const opLabel = (op) => {
   const k = `p.hist.op.${op}`;
   const s = t(k);
@@ -132,9 +157,10 @@ const opLabel = (op) => {
 
 /**
  * A grid's versions, newest first. Hovering a row calls onHover(version|null); a click pins it;
- * "revert" opens the form under the row (revert.version); the form calls onRevert(version, author, reason).
+ * "revert" opens the form under the row (revert.version), with `preview` (the dry run's view) in it;
+ * the form calls onRevert(version, author, reason).
  */
-export function historyRows(hist, { pinned, revert, readonly, onHover, onPin, onAskRevert, onRevert, onCancel }) {
+export function historyRows(hist, { pinned, revert, preview, readonly, onHover, onPin, onAskRevert, onRevert, onCancel }) {
   const versions = [...(hist.versions ?? [])].reverse();
   const latest = versions[0]?.version;
   return versions.map((v) => {
@@ -155,6 +181,7 @@ export function historyRows(hist, { pinned, revert, readonly, onHover, onPin, on
         li.append(h('form', { class: 'pl-rv-form', onsubmit: (e) => { e.preventDefault(); onRevert(v.version, author.value.trim(), reason.value.trim()); } },
           h('label', {}, h('span', { text: t('p.author') }), author),
           h('label', {}, h('span', { text: t('p.reason') }), reason),
+          preview,
           h('div', { class: 'pl-row' },
             h('button', { type: 'submit', class: 'pl-btn pl-primary pl-rv-go', disabled: Boolean(revert.busy), text: t('p.hist.revertGo') }),
             h('button', { type: 'button', class: 'pl-btn', onclick: onCancel, text: t('p.cancel') }))));
