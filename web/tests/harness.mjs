@@ -32,9 +32,10 @@ function freePort() {
 
 /**
  * Starts the server and the browser before the file's tests and stops them after. Returns the
- * environment; its fields are set once `before` has run.
+ * environment; its fields are set once `before` has run. `database`: a PostGIS URL to put the
+ * demo in and serve from, instead of a GeoPackage in a temp dir.
  */
-export function useServer() {
+export function useServer({ database } = {}) {
   const env = {
     origin: '', browser: null, log: '',
     /** GET a JSON endpoint, asserting 200. */
@@ -68,11 +69,11 @@ export function useServer() {
     assert.ok(existsSync(BIN), `server binary not found at ${BIN}: run \`cargo build\` in the repository root, or set ONEMAP_BIN`);
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium fonts-noto-cjk`);
     dir = mkdtempSync(path.join(tmpdir(), 'onemap-web-'));
-    const store = path.join(dir, 's.gpkg');
-    execFileSync(BIN, ['demo', '--scale', 'small', '--store', store], { stdio: 'pipe' });
+    const store = database ? ['--database', database] : ['--store', path.join(dir, 's.gpkg')];
+    execFileSync(BIN, ['demo', '--scale', 'small', ...store], { stdio: 'pipe' });
     const port = await freePort();
     env.origin = `http://127.0.0.1:${port}`;
-    server = spawn(BIN, ['serve', '--store', store, '--bind', `127.0.0.1:${port}`, '--web', WEB, '--styles', STYLES], {
+    server = spawn(BIN, ['serve', ...store, '--bind', `127.0.0.1:${port}`, '--web', WEB, '--styles', STYLES], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'onemap=warn' },
     });
     const keep = (b) => { env.log = (env.log + b).slice(-4000); };
