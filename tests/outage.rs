@@ -42,6 +42,8 @@ async fn postgis_down_while_serving() {
     let t = onemap::tiles::mercator::tile_of(15, lon, lat);
     let tile = format!("/tiles/events/15/{}/{}.mvt", t.x, t.y);
     let mut sse = Sse::open(&b, None).await;
+    // Nothing is written while the database is down: quiet stretches.
+    sse.patience = Duration::from_secs(30);
     let seq = sa.catalog().seq;
 
     pg.stop();

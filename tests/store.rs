@@ -20,7 +20,7 @@ enum Backend {
 /// An open store of either kind.
 enum Opened {
     Gpkg(GpkgStore),
-    Postgis(PostgisStore),
+    Postgis(Box<PostgisStore>),
 }
 
 impl Backend {
@@ -39,9 +39,9 @@ impl Backend {
                     .await
                     .expect("open gpkg"),
             ),
-            Backend::Postgis(pg) => {
-                Opened::Postgis(PostgisStore::open(&pg.url).await.expect("open postgis"))
-            }
+            Backend::Postgis(pg) => Opened::Postgis(Box::new(
+                PostgisStore::open(&pg.url).await.expect("open postgis"),
+            )),
         }
     }
 }
@@ -50,7 +50,7 @@ impl Opened {
     fn store(&self) -> &dyn Store {
         match self {
             Opened::Gpkg(s) => s,
-            Opened::Postgis(s) => s,
+            Opened::Postgis(s) => s.as_ref(),
         }
     }
 

@@ -127,9 +127,16 @@ pub async fn follower(state: Weak<AppState>) {
             None => tokio::time::sleep(pause).await,
         }
         let Some(st) = state.upgrade() else { break };
-        st.health
-            .set_listening(wake.as_ref().map(|rx| rx.borrow().listening));
-        if let Err(e) = catch_up(&st).await {
+        let listening = wake.as_ref().map(|rx| rx.borrow().listening);
+        st.health.set_listening(listening);
+        // A lost listener or a known outage: ask the store directly, which
+        // fails at once with the cause (the pool would wait out its
+        // timeout), so screens hear of an outage in a moment.
+        if (listening == Some(false) || st.health.get().error.is_some())
+            && let Err(e) = st.store.ping().await
+        {
+            st.health.observe(&Err(e.to_string()), &st.store.describe());
+        } else if let Err(e) = catch_up(&st).await {
             // Unreachable stores are logged by `Health`, once per outage.
             if st.health.get().error.is_none() {
                 tracing::warn!("following the change log: {e}");

@@ -54,6 +54,9 @@ const COPY_CHUNK: usize = 4 << 20;
 /// How long a statement waits for a pooled connection.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long [`Store::ping`] waits for a connection.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The channel the change-log trigger notifies (migrations/postgis).
 const CHANNEL: &str = "onemap_changes";
 
@@ -82,6 +85,9 @@ async fn listen(pool: PgPool, tx: tokio::sync::watch::Sender<super::Wakeups>, sh
     'connect: loop {
         let attempt = async {
             let mut l = PgListener::connect_with(&pool).await?;
+            // A lost connection is reported at once (Ok(None)), not after
+            // a reconnect that waits out the pool's timeout.
+            l.eager_reconnect(false);
             l.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)
         };
@@ -119,8 +125,15 @@ async fn listen(pool: PgPool, tx: tokio::sync::watch::Sender<super::Wakeups>, sh
             };
             match got {
                 Ok(Some(_)) => tx.send_modify(|w| w.count += 1),
-                // Lost and (eagerly) reconnected: something may have been missed.
-                Ok(None) => tx.send_modify(|w| w.count += 1),
+                // Lost: say so now, and listen again on a new connection
+                // (which wakes the follower once more: something may have
+                // been missed meanwhile).
+                Ok(None) => {
+                    tracing::warn!("LISTEN {CHANNEL} on {shown}: connection lost; reconnecting");
+                    tx.send_modify(|w| w.listening = false);
+                    drop(listener);
+                    continue 'connect;
+                }
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
                     tracing::warn!("LISTEN {CHANNEL} on {shown}: {e}; reconnecting");
@@ -179,6 +192,8 @@ pub struct PostgisStore {
     /// The URL without password (`postgres://onemap@db:5432/onemap`).
     shown: String,
     pool: PgPool,
+    /// For [`Store::ping`]'s own connection.
+    opts: PgConnectOptions,
     /// Layer definitions, in creation order. Reloaded from `onemap_layers`
     /// when a name is missing, so a second server sees layers made by the
     /// first.
@@ -214,13 +229,14 @@ impl PostgisStore {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| cannot_connect(&shown, &e))?;
         let layers = read_layers(&pool).await?;
         Ok(PostgisStore {
             shown,
             pool,
+            opts,
             layers: RwLock::new(layers),
             writer: tokio::sync::Mutex::new(()),
         })
@@ -1167,9 +1183,23 @@ impl Store for PostgisStore {
         format!("postgis:{}", self.shown)
     }
 
+    /// A connection of its own, not the pool's: while the database is down
+    /// the pool keeps retrying until its acquire timeout and then says
+    /// only "timed out", where a connection attempt fails at once with the
+    /// cause (refused, unknown host, shutting down).
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        match tokio::time::timeout(PING_TIMEOUT, self.opts.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(cannot_connect(&self.shown, &e)),
+            Err(_) => Err(StoreError::Unreachable(format!(
+                "no answer from PostgreSQL at {} within {} s",
+                self.shown,
+                PING_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     async fn layers(&self) -> Result<Vec<LayerDef>> {

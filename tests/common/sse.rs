@@ -10,6 +10,8 @@ pub struct Sse {
     buf: String,
     /// The `hello` the stream opened with.
     pub hello: Option<Frame>,
+    /// Silence after which [`Sse::next`] gives up (5 s).
+    pub patience: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +39,7 @@ impl Sse {
             stream: Box::pin(r.bytes_stream()),
             buf: String::new(),
             hello: None,
+            patience: Duration::from_secs(5),
         };
         let hello = s.next().await.expect("hello");
         assert_eq!(hello.event, "hello");
@@ -44,7 +47,7 @@ impl Sse {
         s
     }
 
-    /// The next frame, or None after 5 s of silence or at the end.
+    /// The next frame, or None after `patience` of silence or at the end.
     pub async fn next(&mut self) -> Option<Frame> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -68,7 +71,7 @@ impl Sse {
                     data: serde_json::from_str(&data).unwrap(),
                 });
             }
-            match tokio::time::timeout(Duration::from_secs(5), self.stream.next()).await {
+            match tokio::time::timeout(self.patience, self.stream.next()).await {
                 Ok(Some(Ok(b))) => self.buf.push_str(&String::from_utf8_lossy(&b)),
                 _ => return None,
             }

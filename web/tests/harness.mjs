@@ -6,7 +6,7 @@ import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './net.mjs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,15 +20,6 @@ const BIN = process.env.ONEMAP_BIN
     ?? path.resolve(WEB, '../target/release/onemap');
 const CHROMIUM = '/usr/bin/chromium';
 export const SLOW = 120_000; // swiftshader on 2 cores, and a debug server renders tiles slowly
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
 
 /**
  * Starts the server and the browser before the file's tests and stops them after. Returns the

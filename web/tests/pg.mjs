@@ -8,7 +8,7 @@
 // "false"), where it throws: `.ci/run` installs them.
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './net.mjs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -41,15 +41,6 @@ function id(...args) {
   const r = spawnSync('id', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const n = Number.parseInt(r.stdout ?? '', 10);
   return r.status === 0 && Number.isInteger(n) ? n : null;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
 }
 
 /**
