@@ -112,6 +112,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy a whole store into a new one, GeoPackage ↔ PostGIS: layers,
+    /// features (ids, versions), id counters, the change log and metadata.
+    Copy {
+        /// The store to copy: a .gpkg file or postgres://user:password@host:port/db.
+        #[arg(long)]
+        from: String,
+        /// The new store: a .gpkg file (must not exist) or an empty PostGIS
+        /// database.
+        #[arg(long)]
+        to: String,
+        /// Replace a GeoPackage destination that exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -324,6 +338,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             eprintln!("wrote {target} in {:.1}s", t0.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Copy { from, to, force } => {
+            use onemap::store::copy::{Opened, copy, is_postgres};
+            // Opening a GeoPackage creates it: check the source first.
+            if !is_postgres(&from) && !std::path::Path::new(&from).exists() {
+                anyhow::bail!("{from} does not exist: the source must be an existing GeoPackage");
+            }
+            if !is_postgres(&to) {
+                let dest = PathBuf::from(&to);
+                if dest.exists() {
+                    let same = !is_postgres(&from)
+                        && std::fs::canonicalize(&from)? == std::fs::canonicalize(&dest)?;
+                    if same {
+                        anyhow::bail!("{to} is the source: copy into another file");
+                    }
+                    if !force {
+                        anyhow::bail!("{to} exists; pass --force to replace it");
+                    }
+                    for ext in ["", "-wal", "-shm"] {
+                        let p = PathBuf::from(format!("{to}{ext}"));
+                        if p.exists() {
+                            std::fs::remove_file(&p)?;
+                        }
+                    }
+                }
+            }
+            let src = Opened::open(&from).await?;
+            let dst = match Opened::open(&to).await {
+                Ok(d) => d,
+                Err(e) => {
+                    src.close().await;
+                    return Err(e);
+                }
+            };
+            eprintln!(
+                "copying {} to {}",
+                src.store().describe(),
+                dst.store().describe()
+            );
+            let res = copy(src.store(), dst.store(), |line| eprintln!("  {line}")).await;
+            src.close().await;
+            dst.close().await;
+            eprintln!("copied {}", res?);
             Ok(())
         }
     }

@@ -412,6 +412,14 @@ struct LogRow<'a> {
     after: Option<String>,
 }
 
+/// One feature row to insert: its GPKG geometry blob and properties.
+struct NewRow<'a> {
+    id: i64,
+    version: i64,
+    blob: Vec<u8>,
+    props: &'a [Value],
+}
+
 /// State of one `apply` call: next ids per layer, bbox growth, log rows.
 struct TxState {
     next_id: HashMap<String, i64>,
@@ -426,15 +434,43 @@ impl TxState {
         if let Some(r) = g.bounding_rect() {
             self.bbox
                 .entry(layer.to_string())
-                .and_modify(|b| {
-                    *b = Rect::new(
-                        (b.min().x.min(r.min().x), b.min().y.min(r.min().y)),
-                        (b.max().x.max(r.max().x), b.max().y.max(r.max().y)),
-                    )
-                })
+                .and_modify(|b| *b = union(*b, r))
                 .or_insert(r);
         }
     }
+}
+
+fn union(a: Rect, b: Rect) -> Rect {
+    Rect::new(
+        (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+        (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+    )
+}
+
+/// Grows a layer's extent in `gpkg_contents` to cover `r` and stamps
+/// `last_change`. The extent only grows (the spec allows an informative,
+/// not minimal, bbox).
+async fn grow_extent(
+    tx: &mut Transaction<'_, Sqlite>,
+    layer: &str,
+    r: &Rect,
+    time: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE gpkg_contents SET \
+         min_x = min(coalesce(min_x, ?1), ?1), min_y = min(coalesce(min_y, ?2), ?2), \
+         max_x = max(coalesce(max_x, ?3), ?3), max_y = max(coalesce(max_y, ?4), ?4), \
+         last_change = ?5 WHERE table_name = ?6",
+    )
+    .bind(r.min().x)
+    .bind(r.min().y)
+    .bind(r.max().x)
+    .bind(r.max().y)
+    .bind(time)
+    .bind(layer)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl GpkgStore {
@@ -519,7 +555,7 @@ impl GpkgStore {
     async fn insert_rows(
         tx: &mut Transaction<'_, Sqlite>,
         def: &LayerDef,
-        rows: &[(i64, Vec<u8>, &[Value])],
+        rows: &[NewRow<'_>],
     ) -> Result<()> {
         let ncols = 3 + def.properties.len();
         let per_stmt = (30_000 / ncols).clamp(1, 400);
@@ -536,9 +572,9 @@ impl GpkgStore {
                 vec![one.as_str(); chunk.len()].join(", ")
             );
             let mut query = sqlx::query(&sql);
-            for (id, blob, props) in chunk {
-                query = query.bind(*id).bind(&blob[..]).bind(1i64);
-                for v in props.iter() {
+            for r in chunk {
+                query = query.bind(r.id).bind(&r.blob[..]).bind(r.version);
+                for v in r.props {
                     query = bind_value(query, v);
                 }
             }
@@ -708,7 +744,12 @@ impl GpkgStore {
                         .as_ref()
                         .ok_or_else(|| backend("missing geometry"))?;
                     st.grow(layer, g);
-                    rows.push((fid, wkb::to_gpkg(g, SRS_WGS84), properties.as_slice()));
+                    rows.push(NewRow {
+                        id: fid,
+                        version: 1,
+                        blob: wkb::to_gpkg(g, SRS_WGS84),
+                        props: properties.as_slice(),
+                    });
                     ids.push(fid);
                     versions.push(1);
                     j += 1;
@@ -716,7 +757,8 @@ impl GpkgStore {
                 Self::insert_rows(tx, &def, &rows).await?;
                 match cs.detail {
                     LogDetail::PerFeature => {
-                        for (k, (fid, _, props)) in rows.iter().enumerate() {
+                        for (k, r) in rows.iter().enumerate() {
+                            let (fid, props) = (&r.id, r.props);
                             let f = Feature {
                                 id: *fid,
                                 version: 1,
@@ -743,8 +785,8 @@ impl GpkgStore {
                         }
                     }
                     LogDetail::Summary => {
-                        let first = rows.iter().map(|r| r.0).min();
-                        let last = rows.iter().map(|r| r.0).max();
+                        let first = rows.iter().map(|r| r.id).min();
+                        let last = rows.iter().map(|r| r.id).max();
                         let summary = serde_json::json!({
                             "count": rows.len(), "first_fid": first, "last_fid": last,
                         })
@@ -869,23 +911,9 @@ impl GpkgStore {
             i += 1;
         }
 
-        // Keep gpkg_contents' extent and last_change current. The extent only
-        // grows (the spec allows an informative, not minimal, bbox).
+        // Keep gpkg_contents' extent and last_change current.
         for (layer, r) in &st.bbox {
-            sqlx::query(
-                "UPDATE gpkg_contents SET \
-                 min_x = min(coalesce(min_x, ?1), ?1), min_y = min(coalesce(min_y, ?2), ?2), \
-                 max_x = max(coalesce(max_x, ?3), ?3), max_y = max(coalesce(max_y, ?4), ?4), \
-                 last_change = ?5 WHERE table_name = ?6",
-            )
-            .bind(r.min().x)
-            .bind(r.min().y)
-            .bind(r.max().x)
-            .bind(r.max().y)
-            .bind(&st.time)
-            .bind(layer)
-            .execute(&mut **tx)
-            .await?;
+            grow_extent(tx, layer, r, &st.time).await?;
         }
         Ok(Applied {
             ids,
@@ -1074,6 +1102,137 @@ impl Store for GpkgStore {
             .bind(value)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn meta_all(&self) -> Result<Vec<(String, String)>> {
+        let mut all: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM onemap_meta")
+            .fetch_all(&self.pool)
+            .await?;
+        all.sort();
+        Ok(all)
+    }
+
+    async fn last_id(&self, layer: &str) -> Result<i64> {
+        self.layer_fresh(layer).await?;
+        let mut conn = self.pool.acquire().await?;
+        let max: Option<i64> = sqlx::query_scalar(&format!("SELECT max(fid) FROM {}", q(layer)))
+            .fetch_one(&mut *conn)
+            .await?;
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
+            .bind(layer)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+        Ok(max.unwrap_or(0).max(seq.unwrap_or(0)))
+    }
+
+    async fn restore_layer(
+        &self,
+        def: &LayerDef,
+        features: &[Feature],
+        last_id: i64,
+    ) -> Result<()> {
+        let _w = self.writer.lock().await;
+        self.refresh_layers().await?;
+        if self.layer(&def.name).is_ok() {
+            return Err(StoreError::LayerExists(def.name.clone()));
+        }
+        for (index, f) in features.iter().enumerate() {
+            super::check_properties(def, &f.properties).map_err(|m| StoreError::Invalid {
+                index,
+                message: format!("{} feature {}: {m}", def.name, f.id),
+            })?;
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Self::create_layer_tx(&mut tx, def).await?;
+        // Blobs are encoded a chunk at a time: a city's addresses would
+        // otherwise be held twice.
+        let mut extent: Option<Rect> = None;
+        for chunk in features.chunks(20_000) {
+            let rows: Vec<NewRow<'_>> = chunk
+                .iter()
+                .map(|f| {
+                    if let Some(r) = f.geometry.bounding_rect() {
+                        extent = Some(extent.map_or(r, |e| union(e, r)));
+                    }
+                    NewRow {
+                        id: f.id,
+                        version: f.version,
+                        blob: wkb::to_gpkg(&f.geometry, SRS_WGS84),
+                        props: &f.properties,
+                    }
+                })
+                .collect();
+            Self::insert_rows(&mut tx, def, &rows).await?;
+        }
+        // The AUTOINCREMENT counter: the inserts left it at the largest id
+        // written (or left no row when there were none).
+        let counter = features.iter().map(|f| f.id).fold(last_id, i64::max);
+        if counter > 0 {
+            let updated = sqlx::query("UPDATE sqlite_sequence SET seq = ? WHERE name = ?")
+                .bind(counter)
+                .bind(&def.name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
+                    .bind(&def.name)
+                    .bind(counter)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(r) = extent {
+            grow_extent(&mut tx, &def.name, &r, &format_utc(chrono::Utc::now())).await?;
+        }
+        tx.commit().await?;
+        self.layers
+            .write()
+            .map_err(|_| backend("layer cache poisoned"))?
+            .push(def.clone());
+        Ok(())
+    }
+
+    async fn restore_changes(&self, rows: &[Change]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM onemap_changes")
+            .fetch_one(&mut *tx)
+            .await?;
+        super::check_restored_seqs(rows, last.unwrap_or(0))?;
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        // 11 columns: 400 rows stay under SQLite's 32,766 parameters.
+        for chunk in rows.chunks(400) {
+            let sql = format!(
+                "INSERT INTO onemap_changes \
+                 (seq, txn, time, author, reason, layer, fid, op, version, before, after) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.seq)
+                    .bind(r.txn)
+                    .bind(&r.time)
+                    .bind(&r.author)
+                    .bind(&r.reason)
+                    .bind(&r.layer)
+                    .bind(r.fid)
+                    .bind(&r.op)
+                    .bind(r.version)
+                    .bind(json(&r.before))
+                    .bind(json(&r.after));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        // AUTOINCREMENT moved onemap_changes' counter to the largest seq
+        // inserted: the next change set continues after it.
+        tx.commit().await?;
         Ok(())
     }
 }

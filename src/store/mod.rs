@@ -10,6 +10,7 @@
 //! to: the GeoPackage store is the embedded default, the PostGIS store the
 //! server one, with the same contract (and the same contract tests).
 
+pub mod copy;
 pub mod gpkg;
 pub mod postgis;
 pub mod wkb;
@@ -234,6 +235,31 @@ pub trait Store: Send + Sync {
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
 
+    /// Every key/value of the metadata, sorted by key.
+    async fn meta_all(&self) -> Result<Vec<(String, String)>>;
+
+    /// The largest id ever given in a layer (0 if none): the id counter,
+    /// which remembers deleted features, so the next insert gets one more.
+    async fn last_id(&self, layer: &str) -> Result<i64>;
+
+    /// For copying between stores, not for normal writes: creates the layer
+    /// (it must not exist) and writes `features` with their own ids and
+    /// versions, in one transaction through the bulk path, then sets the
+    /// layer's id counter to `last_id` (or the largest id written, if that
+    /// is larger). Writes no change-log row: the log is copied separately
+    /// with [`Store::restore_changes`]. Geometries are written as given
+    /// (they were coerced when first stored); properties are checked
+    /// against the schema.
+    async fn restore_layer(&self, def: &LayerDef, features: &[Feature], last_id: i64)
+    -> Result<()>;
+
+    /// For copying between stores, not for normal writes: appends
+    /// change-log rows verbatim (seq, txn, time, author …) in one
+    /// transaction. Refused with [`StoreError::Invalid`] unless the seqs
+    /// grow strictly and the first is greater than [`Store::last_seq`];
+    /// afterwards the store's own next seq continues after the largest.
+    async fn restore_changes(&self, rows: &[Change]) -> Result<()>;
+
     /// Wake-ups for followers: the value changes whenever the change log
     /// may have grown (any process's write). `None` when the store cannot
     /// tell: followers then poll [`Store::last_seq`]. Each call starts its
@@ -323,9 +349,55 @@ impl Store for Tracked {
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.inner.set_meta(key, value).await
     }
+    async fn meta_all(&self) -> Result<Vec<(String, String)>> {
+        self.inner.meta_all().await
+    }
+    async fn last_id(&self, layer: &str) -> Result<i64> {
+        self.inner.last_id(layer).await
+    }
+    async fn restore_layer(
+        &self,
+        def: &LayerDef,
+        features: &[Feature],
+        last_id: i64,
+    ) -> Result<()> {
+        self.inner.restore_layer(def, features, last_id).await
+    }
+    async fn restore_changes(&self, rows: &[Change]) -> Result<()> {
+        // Copied rows are not this process's writes: not recorded.
+        self.inner.restore_changes(rows).await
+    }
     fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<Wakeups>> {
         self.inner.change_notifications()
     }
+}
+
+/// Checks rows for [`Store::restore_changes`]: seqs strictly growing, the
+/// first past the store's `last_seq`.
+pub(crate) fn check_restored_seqs(rows: &[Change], last_seq: i64) -> Result<()> {
+    let mut prev = last_seq;
+    for (index, r) in rows.iter().enumerate() {
+        if r.seq <= prev {
+            return Err(StoreError::Invalid {
+                index,
+                message: if index == 0 {
+                    format!(
+                        "change-log row seq {} does not follow the store's last seq {last_seq}: \
+                         rows can only be appended after the existing log",
+                        r.seq
+                    )
+                } else {
+                    format!(
+                        "change-log row seq {} does not follow seq {prev}: rows must be in \
+                         seq order",
+                        r.seq
+                    )
+                },
+            });
+        }
+        prev = r.seq;
+    }
+    Ok(())
 }
 
 /// Checks an operation's properties against the schema: one value per
@@ -368,7 +440,7 @@ pub fn check_properties(def: &LayerDef, props: &[Value]) -> Result<(), String> {
 /// (PostGIS; onemap's tables are created on first use), or a `.gpkg` path
 /// (created if absent).
 pub async fn open(location: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+    if copy::is_postgres(location) {
         let s = postgis::PostgisStore::open(location).await?;
         return Ok(std::sync::Arc::new(s));
     }

@@ -519,12 +519,18 @@ impl CopyWriter {
         Ok(())
     }
 
-    /// One feature row: fid, geom, onemap_version = 1, the properties.
-    fn row(&mut self, def: &LayerDef, id: i64, g: &Geometry, props: &[Value]) -> Result<()> {
+    /// One feature row: fid, geom, onemap_version, the properties.
+    fn row(&mut self, def: &LayerDef, r: &NewRow<'_>) -> Result<()> {
+        let NewRow {
+            id,
+            version,
+            geometry: g,
+            props,
+        } = *r;
         self.tuple(3 + def.properties.len())?;
         self.cell(Cell::Int(id))?;
         self.geometry(g)?;
-        self.cell(Cell::Int(1))?;
+        self.cell(Cell::Int(version))?;
         for (p, v) in def.properties.iter().zip(props) {
             self.cell(cell(v, p.ty)?)?;
         }
@@ -622,6 +628,15 @@ struct LogRow {
     version: Option<i64>,
     before: Option<String>,
     after: Option<String>,
+}
+
+/// One feature row to insert.
+#[derive(Clone, Copy)]
+struct NewRow<'a> {
+    id: i64,
+    version: i64,
+    geometry: &'a Geometry,
+    props: &'a [Value],
 }
 
 /// State of one `apply` call: next ids per layer, buffered log rows.
@@ -763,7 +778,7 @@ impl PostgisStore {
     async fn insert_rows(
         tx: &mut Transaction<'_, Postgres>,
         def: &LayerDef,
-        rows: &[(i64, &Geometry, &[Value])],
+        rows: &[NewRow<'_>],
     ) -> Result<()> {
         let mut cols = String::from("fid, geom, onemap_version");
         for p in &def.properties {
@@ -774,8 +789,8 @@ impl PostgisStore {
         let mut copy = tx.copy_in_raw(&sql).await?;
         let mut w = CopyWriter::new();
         let mut failed = None;
-        for (id, g, props) in rows {
-            if let Err(e) = w.row(def, *id, g, props) {
+        for r in rows {
+            if let Err(e) = w.row(def, r) {
                 failed = Some(e);
                 break;
             }
@@ -945,7 +960,7 @@ impl PostgisStore {
                     .into_iter()
                     .collect()
                 };
-                let mut rows: Vec<(i64, &Geometry, &[Value])> = Vec::with_capacity(j - i);
+                let mut rows: Vec<NewRow<'_>> = Vec::with_capacity(j - i);
                 let mut seen = HashSet::new();
                 for (k, op) in cs.ops[i..j].iter().enumerate() {
                     let index = i + k;
@@ -968,18 +983,29 @@ impl PostgisStore {
                     let g = geoms[index]
                         .as_ref()
                         .ok_or_else(|| backend("missing geometry"))?;
-                    rows.push((fid, g, properties.as_slice()));
+                    rows.push(NewRow {
+                        id: fid,
+                        version: 1,
+                        geometry: g,
+                        props: properties,
+                    });
                     ids.push(fid);
                     versions.push(1);
                 }
                 Self::insert_rows(tx, &def, &rows).await?;
                 match cs.detail {
                     LogDetail::PerFeature => {
-                        for (fid, g, props) in &rows {
+                        for &NewRow {
+                            id: fid,
+                            geometry: g,
+                            props,
+                            ..
+                        } in &rows
+                        {
                             let f = Feature {
-                                id: *fid,
+                                id: fid,
                                 version: 1,
-                                geometry: (*g).clone(),
+                                geometry: g.clone(),
                                 properties: props.to_vec(),
                             };
                             let after = f.to_geojson(&def).to_string();
@@ -989,7 +1015,7 @@ impl PostgisStore {
                                 cs,
                                 LogRow {
                                     layer: layer.clone(),
-                                    fid: Some(*fid),
+                                    fid: Some(fid),
                                     op: "insert",
                                     version: Some(1),
                                     before: None,
@@ -1000,8 +1026,8 @@ impl PostgisStore {
                         }
                     }
                     LogDetail::Summary => {
-                        let first = rows.iter().map(|r| r.0).min();
-                        let last = rows.iter().map(|r| r.0).max();
+                        let first = rows.iter().map(|r| r.id).min();
+                        let last = rows.iter().map(|r| r.id).max();
                         let summary = serde_json::json!({
                             "count": rows.len(), "first_fid": first, "last_fid": last,
                         })
@@ -1359,6 +1385,162 @@ impl Store for PostgisStore {
         .bind(value)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn meta_all(&self) -> Result<Vec<(String, String)>> {
+        // Sorted here, not by ORDER BY: the database's collation may not be
+        // byte order, and the GeoPackage's is.
+        let mut all: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM onemap_meta")
+            .fetch_all(&self.pool)
+            .await?;
+        all.sort();
+        Ok(all)
+    }
+
+    async fn last_id(&self, layer: &str) -> Result<i64> {
+        self.layer(layer).await?;
+        let (max, last): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT (SELECT max(fid) FROM {})::bigint, \
+             (SELECT last_fid FROM onemap_layers WHERE name = $1)",
+            q(layer)
+        ))
+        .bind(layer)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(max.unwrap_or(0).max(last.unwrap_or(0)))
+    }
+
+    async fn restore_layer(
+        &self,
+        def: &LayerDef,
+        features: &[Feature],
+        last_id: i64,
+    ) -> Result<()> {
+        for (index, f) in features.iter().enumerate() {
+            super::check_properties(def, &f.properties).map_err(|m| StoreError::Invalid {
+                index,
+                message: format!("{} feature {}: {m}", def.name, f.id),
+            })?;
+        }
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // Refuses a layer that exists (by its row in onemap_layers).
+        Self::create_layer_tx(&mut tx, def).await?;
+        // One COPY per chunk: the row list stays small next to a city's
+        // features.
+        for chunk in features.chunks(100_000) {
+            let rows: Vec<NewRow<'_>> = chunk
+                .iter()
+                .map(|f| NewRow {
+                    id: f.id,
+                    version: f.version,
+                    geometry: &f.geometry,
+                    props: &f.properties,
+                })
+                .collect();
+            Self::insert_rows(&mut tx, def, &rows).await?;
+        }
+        let counter = features.iter().map(|f| f.id).fold(last_id, i64::max);
+        sqlx::query("UPDATE onemap_layers SET last_fid = $1 WHERE name = $2")
+            .bind(counter)
+            .bind(&def.name)
+            .execute(&mut *tx)
+            .await?;
+        // The GiST index after the rows: one sorted build.
+        sqlx::query(&format!(
+            "CREATE INDEX ON {} USING gist (geom)",
+            q(&def.name)
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut layers = self
+            .layers
+            .write()
+            .map_err(|_| backend("layer cache poisoned"))?;
+        if !layers.iter().any(|l| l.name == def.name) {
+            layers.push(def.clone());
+        }
+        Ok(())
+    }
+
+    async fn restore_changes(&self, rows: &[Change]) -> Result<()> {
+        let Some(newest) = rows.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM onemap_changes")
+            .fetch_one(&mut *tx)
+            .await?;
+        super::check_restored_seqs(rows, last.unwrap_or(0))?;
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        for chunk in rows.chunks(LOG_CHUNK) {
+            let mut seq = Vec::with_capacity(chunk.len());
+            let mut txn = Vec::with_capacity(chunk.len());
+            let mut time = Vec::with_capacity(chunk.len());
+            let mut author = Vec::with_capacity(chunk.len());
+            let mut reason = Vec::with_capacity(chunk.len());
+            let mut layer = Vec::with_capacity(chunk.len());
+            let mut fid = Vec::with_capacity(chunk.len());
+            let mut op = Vec::with_capacity(chunk.len());
+            let mut version = Vec::with_capacity(chunk.len());
+            let mut before = Vec::with_capacity(chunk.len());
+            let mut after = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                seq.push(r.seq);
+                txn.push(r.txn);
+                time.push(r.time.as_str());
+                author.push(r.author.as_str());
+                reason.push(r.reason.as_str());
+                layer.push(r.layer.as_str());
+                fid.push(r.fid);
+                op.push(r.op.as_str());
+                version.push(r.version);
+                before.push(json(&r.before));
+                after.push(json(&r.after));
+            }
+            sqlx::query(
+                "INSERT INTO onemap_changes \
+                 (seq, txn, time, author, reason, layer, fid, op, version, before, after) \
+                 SELECT u.seq, u.txn, u.time, u.author, u.reason, u.layer, u.fid, u.op, \
+                        u.version, u.before::json, u.after::json \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                             $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], \
+                             $11::text[]) \
+                      AS u(seq, txn, time, author, reason, layer, fid, op, version, before, after) \
+                 ORDER BY u.seq",
+            )
+            .bind(&seq)
+            .bind(&txn)
+            .bind(&time)
+            .bind(&author)
+            .bind(&reason)
+            .bind(&layer)
+            .bind(&fid)
+            .bind(&op)
+            .bind(&version)
+            .bind(&before)
+            .bind(&after)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The rows carried their own seqs: move the sequence past them so
+        // the next change set continues after the newest.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('onemap_changes', 'seq'), $1)")
+            .bind(newest)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
