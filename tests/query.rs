@@ -864,3 +864,213 @@ async fn filters_match_brute_force() {
     assert!(d["detail"].as_str().unwrap().contains("colour"));
     srv.running.stop().await.unwrap();
 }
+
+/// What a department's query page needs beyond the query itself: grid
+/// search, a grid's outline, exports of a query too big for a URL, and
+/// grouping per layer.
+#[tokio::test(flavor = "multi_thread")]
+async fn grid_search_outlines_post_exports_and_per_layer_groups() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 15).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let grids = store.load_layer(builtin::GRIDS).await.unwrap();
+    let gd = builtin::layer(builtin::GRIDS).unwrap();
+    let text = |f: &Feature, k: &str| f.get(&gd, k).and_then(|v| v.as_str()).unwrap().to_string();
+
+    // ── search by name and by code ──
+    let micro = grids.iter().find(|f| text(f, "level") == "micro").unwrap();
+    let (name, code) = (text(micro, "name"), text(micro, "code"));
+    let (s, r) = srv
+        .get_json(&format!("/api/grids?q={}", common::url_escape(&name)))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        r["grids"][0]["name"],
+        json!(name),
+        "the exact name first: {r}"
+    );
+    assert!(
+        r["grids"][0]["path"].as_str().unwrap().contains(" › "),
+        "{r}"
+    );
+    assert_eq!(r["grids"][0]["bbox"].as_array().map(Vec::len), Some(4));
+    // A code prefix: every grid under that community, coarse levels first.
+    let prefix = &code[..12];
+    let (_, r) = srv
+        .get_json(&format!("/api/grids?q={prefix}&limit=200"))
+        .await;
+    let want: BTreeSet<String> = grids
+        .iter()
+        .map(|f| text(f, "code"))
+        .filter(|c| c.starts_with(prefix) || c == prefix)
+        .collect();
+    let got: BTreeSet<String> = r["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["code"].as_str().unwrap().to_string())
+        .collect();
+    let by_name: BTreeSet<String> = grids
+        .iter()
+        .filter(|f| text(f, "name").contains(prefix))
+        .map(|f| text(f, "code"))
+        .collect();
+    assert_eq!(got, &want | &by_name, "{r}");
+    assert_eq!(r["grids"][0]["code"], json!(prefix), "the exact code first");
+    assert_eq!(r["matched"].as_u64(), Some(got.len() as u64));
+    // Filtered by level, and limited.
+    let (_, r) = srv
+        .get_json(&format!("/api/grids?q={prefix}&level=micro&limit=2"))
+        .await;
+    assert_eq!(r["count"], 2);
+    assert!(r["matched"].as_u64().unwrap() >= 2);
+    assert!(
+        r["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["level"] == "micro")
+    );
+    let (_, r) = srv
+        .get_json("/api/grids?q=%E6%B2%A1%E6%9C%89%E8%BF%99%E4%B8%AA")
+        .await;
+    assert_eq!(r["count"], 0, "no such grid: an empty list");
+    for bad in [
+        "/api/grids?q=",
+        "/api/grids?q=1&limit=0",
+        "/api/grids?q=1&limit=201",
+        &format!("/api/grids?q=1&parent={code}"),
+        "/api/grids?level=micro&limit=5",
+        "/api/grids?q=1&colour=red",
+    ] {
+        common::expect_problem(srv.get(bad).await, 400).await;
+    }
+
+    // ── a grid's outline, when asked ──
+    let (_, g) = srv.get_json(&format!("/api/grids/{code}")).await;
+    assert!(g.get("geometry").is_none(), "not by default");
+    let (_, g) = srv
+        .get_json(&format!("/api/grids/{code}?geometry=true"))
+        .await;
+    let geom: geo::Geometry = geojson::Geometry::from_json_value(g["geometry"].clone())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(geom, micro.geometry, "the stored outline, exactly");
+    common::expect_problem(
+        srv.get(&format!("/api/grids/{code}?geometry=maybe")).await,
+        400,
+    )
+    .await;
+
+    // ── exports by POST: the same bytes as by GET, and big areas fit ──
+    let q = json!({"area": {"grid": code}, "layers": ["addresses"]});
+    for path in ["/api/query.csv", "/api/query.geojson"] {
+        let by_get = srv
+            .get(&format!("{path}?q={}", common::url_escape(&q.to_string())))
+            .await;
+        assert_eq!(by_get.status(), 200);
+        let by_get = by_get.bytes().await.unwrap();
+        let r = srv
+            .client
+            .post(format!("{}{path}", srv.base))
+            .json(&q)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment")
+        );
+        assert_eq!(
+            r.bytes().await.unwrap(),
+            by_get,
+            "{path}: POST and GET agree"
+        );
+        let r = srv
+            .client
+            .post(format!("{}{path}", srv.base))
+            .header("content-type", "application/json")
+            .body("{\"area\": ")
+            .send()
+            .await
+            .unwrap();
+        common::expect_problem(r, 400).await;
+    }
+    // A circle drawn as a 20,000-vertex polygon: about 800 KB of JSON.
+    let c = geo::BoundingRect::bounding_rect(&micro.geometry)
+        .unwrap()
+        .center();
+    let ring: Vec<[f64; 2]> = (0..=20_000)
+        .map(|k| {
+            let a = std::f64::consts::TAU * f64::from(k % 20_000) / 20_000.0;
+            [c.x + 0.004 * a.cos(), c.y + 0.003 * a.sin()]
+        })
+        .collect();
+    let big = json!({"area": {"type": "Polygon", "coordinates": [ring]}, "layers": ["addresses"]});
+    let counted: J = post(
+        &srv,
+        json!({"area": big["area"], "layers": ["addresses"], "limit": 0}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let r = srv
+        .client
+        .post(format!("{}/api/query.csv", srv.base))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let n = counted["layers"]["addresses"]["count"].as_u64().unwrap() as usize;
+    assert!(n > 0);
+    assert_eq!(
+        body.lines().count(),
+        n + 1,
+        "a header and one row per match"
+    );
+
+    // ── group_by per layer ──
+    let body = json!({"area": {"grid": grids[0].get(&gd, "code").unwrap().as_str().unwrap()},
+        "layers": ["risks", "cameras", "addresses"], "limit": 0,
+        "group_by": {"risks": "category", "cameras": "status"}});
+    let r: J = post(&srv, body.clone()).await.json().await.unwrap();
+    let risks = store.load_layer(builtin::RISKS).await.unwrap();
+    let rd = builtin::layer(builtin::RISKS).unwrap();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &risks {
+        *want
+            .entry(
+                f.get(&rd, "category")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("null")
+                    .to_string(),
+            )
+            .or_default() += 1;
+    }
+    let got: BTreeMap<String, u64> =
+        serde_json::from_value(r["layers"]["risks"]["groups"].clone()).unwrap();
+    let in_area = r["layers"]["risks"]["count"].as_u64().unwrap();
+    assert_eq!(got.values().sum::<u64>(), in_area);
+    assert!(got.keys().all(|k| want.contains_key(k)), "{got:?}");
+    assert!(r["layers"]["cameras"]["groups"].is_object(), "{r}");
+    assert!(
+        r["layers"]["addresses"].get("groups").is_none(),
+        "not named: not grouped"
+    );
+    for bad in [
+        json!({"risks": "category", "water": "name"}),
+        json!({"cameras": "category"}),
+        json!(["category"]),
+    ] {
+        let mut b = body.clone();
+        b["group_by"] = bad;
+        common::expect_problem(post(&srv, b).await, 400).await;
+    }
+}

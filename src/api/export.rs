@@ -1,4 +1,6 @@
-//! Query downloads: `GET /api/query.csv?q=` and `/api/query.geojson?q=`.
+//! Query downloads: `GET /api/query.csv?q=` and `/api/query.geojson?q=`,
+//! or the same paths with `POST` and the query as the JSON body (a drawn
+//! polygon of thousands of vertices does not fit in a URL).
 //!
 //! `q` is the JSON of a query (as `POST /api/query` takes). The answer is
 //! streamed in chunks of rows built from the catalog snapshot, so 400,000
@@ -26,15 +28,18 @@ pub struct ExportParams {
     q: String,
 }
 
-fn plan(
-    st: &AppState,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<(Arc<Catalog>, crate::query::Plan), ApiError> {
+type Params = Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>;
+type JsonBody = Result<axum::Json<Request>, axum::extract::rejection::JsonRejection>;
+
+fn request_of(params: Params) -> Result<Request, ApiError> {
     let Query(p) = params.map_err(|e| {
         ApiError::bad_request(format!("{}; pass the query as q=<JSON>", e.body_text()))
     })?;
-    let req: Request = serde_json::from_str(&p.q)
-        .map_err(|e| ApiError::bad_request(format!("q is not a valid query: {e}")))?;
+    serde_json::from_str(&p.q)
+        .map_err(|e| ApiError::bad_request(format!("q is not a valid query: {e}")))
+}
+
+fn plan(st: &AppState, req: Request) -> Result<(Arc<Catalog>, crate::query::Plan), ApiError> {
     let cat = st.catalog();
     let plan = req.plan(&cat).map_err(ApiError::bad_request)?;
     Ok((cat, plan))
@@ -81,11 +86,21 @@ fn attachment(res: &mut Response, content_type: &'static str, name: &str) {
 /// `GET /api/query.csv?q=`: one layer as CSV (UTF-8 with a BOM, so Excel
 /// reads Chinese text right): id, lon, lat (the representative point), the
 /// layer's properties, and the street/community/grid/micro codes.
-pub async fn csv(
+pub async fn csv(State(st): State<Arc<AppState>>, params: Params) -> Result<Response, ApiError> {
+    csv_of(&st, request_of(params)?)
+}
+
+/// `POST /api/query.csv` with the query as the body.
+pub async fn csv_post(
     State(st): State<Arc<AppState>>,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let (cat, plan) = plan(&st, params)?;
+    let axum::Json(req) = body?;
+    csv_of(&st, req)
+}
+
+fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (cat, plan) = plan(st, req)?;
     if plan.layers.len() != 1 {
         return Err(ApiError::bad_request(format!(
             "a CSV export holds one layer; this query names {} (use query.geojson for several)",
@@ -159,9 +174,22 @@ pub async fn csv(
 /// as one FeatureCollection; each feature carries its `layer` and grid codes.
 pub async fn geojson(
     State(st): State<Arc<AppState>>,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let (cat, plan) = plan(&st, params)?;
+    geojson_of(&st, request_of(params)?)
+}
+
+/// `POST /api/query.geojson` with the query as the body.
+pub async fn geojson_post(
+    State(st): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let axum::Json(req) = body?;
+    geojson_of(&st, req)
+}
+
+fn geojson_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (cat, plan) = plan(st, req)?;
     let selector = Selector::new(&plan.area);
     let mut parts: Vec<(usize, u32)> = Vec::new();
     for (k, name) in plan.layers.iter().enumerate() {

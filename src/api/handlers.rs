@@ -155,7 +155,22 @@ fn parse_code(code: &str) -> Result<GridCode, ApiError> {
     GridCode::parse(code).map_err(ApiError::bad_request)
 }
 
-pub async fn grid(State(st): S, Path(code): Path<String>) -> Result<Json<J>, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridQuery {
+    /// Include the grid's outline (GeoJSON), for a page that draws it.
+    #[serde(default)]
+    geometry: bool,
+}
+
+/// `GET /api/grids/{code}[?geometry=true]`: one grid, its path and
+/// children, aggregates, and (when asked) its outline.
+pub async fn grid(
+    State(st): S,
+    Path(code): Path<String>,
+    q: Result<Query<GridQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<J>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let code = parse_code(&code)?;
     let c = st.catalog();
     let (n, node) = c
@@ -174,7 +189,7 @@ pub async fn grid(State(st): S, Path(code): Path<String>) -> Result<Json<J>, Api
         .map(|a| node_brief(&c, a))
         .collect();
     let children: Vec<J> = node.children.iter().map(|&ch| node_brief(&c, ch)).collect();
-    Ok(Json(json!({
+    let mut out = json!({
         "id": f.id,
         "version": f.version,
         "code": node.code,
@@ -191,17 +206,96 @@ pub async fn grid(State(st): S, Path(code): Path<String>) -> Result<Json<J>, Api
         "path": path,
         "children": children,
         "counts": stats_json(&c.stats[n as usize]),
-    })))
+    });
+    if q.geometry {
+        out["geometry"] = json!(geojson::Geometry::from(&f.geometry));
+    }
+    Ok(Json(out))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GridsQuery {
     level: Option<String>,
     parent: Option<String>,
+    /// Search by name or code.
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most grids a search answers.
+pub const GRID_SEARCH_MAX: usize = 200;
+
+/// `GET /api/grids?q=…[&level=…][&limit=20]`: grids whose code starts
+/// with `q` or whose name contains it (ASCII case ignored), best first:
+/// an exact code or name, then names starting with it, then the rest; by
+/// level (coarse first) and code within each. Each with its path of names
+/// (`示范区 › 某街道 › 某社区`), so same-named grids tell apart.
+fn grid_search(
+    c: &Catalog,
+    q: &str,
+    level: Option<GridLevel>,
+    limit: usize,
+) -> Result<J, ApiError> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Err(ApiError::bad_request("q is empty"));
+    }
+    if q.chars().count() > 64 {
+        return Err(ApiError::bad_request("q is longer than 64 characters"));
+    }
+    if !(1..=GRID_SEARCH_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {GRID_SEARCH_MAX}"
+        )));
+    }
+    let ql = q.to_lowercase();
+    let mut hits: Vec<(u8, u8, &str, u32)> = Vec::new();
+    for (n, node) in c.grids.nodes.iter().enumerate() {
+        if level.is_some_and(|l| node.level != l) {
+            continue;
+        }
+        let name = node.name.to_lowercase();
+        let code = node.code.as_str();
+        let rank = if code == q || name == ql {
+            0
+        } else if name.starts_with(&ql) {
+            1
+        } else if code.starts_with(q) || name.contains(&ql) {
+            2
+        } else {
+            continue;
+        };
+        hits.push((rank, node.level as u8, code, n as u32));
+    }
+    hits.sort();
+    let total = hits.len();
+    let items: Vec<J> = hits
+        .into_iter()
+        .take(limit)
+        .map(|(_, _, _, n)| {
+            let mut b = node_brief(c, n);
+            let path: Vec<&str> = c
+                .grids
+                .path(n)
+                .into_iter()
+                .map(|a| c.grids.nodes[a as usize].name.as_str())
+                .collect();
+            b["path"] = json!(path.join(" › "));
+            b["bbox"] = json!(c.grids.nodes[n as usize].geometry.bounding_rect().map(|r| [
+                r.min().x,
+                r.min().y,
+                r.max().x,
+                r.max().y
+            ]));
+            b
+        })
+        .collect();
+    Ok(json!({"count": items.len(), "matched": total, "grids": items}))
 }
 
 /// `GET /api/grids?level=street[&parent=code]`: the grids of one level (or
-/// the children of `parent`), with their aggregates.
+/// the children of `parent`), with their aggregates; with `q`, a search.
 pub async fn grids_list(
     State(st): S,
     q: Result<Query<GridsQuery>, axum::extract::rejection::QueryRejection>,
@@ -216,6 +310,15 @@ pub async fn grids_list(
             ))
         })?),
     };
+    if let Some(text) = q.q.as_deref() {
+        if q.parent.is_some() {
+            return Err(ApiError::bad_request("q and parent cannot be combined"));
+        }
+        return Ok(Json(grid_search(&c, text, level, q.limit.unwrap_or(20))?));
+    }
+    if q.limit.is_some() {
+        return Err(ApiError::bad_request("limit goes with q (a search)"));
+    }
     let nodes: Vec<u32> = match q.parent.as_deref() {
         Some(p) => {
             let code = parse_code(p)?;
@@ -362,7 +465,7 @@ pub async fn query(
         total += hits.len();
         let mut entry = serde_json::Map::new();
         entry.insert("count".into(), json!(hits.len()));
-        if let Some(g) = &plan.group {
+        if let Some(Some(g)) = plan.groups.get(k) {
             let mut groups: std::collections::BTreeMap<String, usize> =
                 std::collections::BTreeMap::new();
             for &i in &hits {

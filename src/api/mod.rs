@@ -151,8 +151,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/query", axum::routing::post(handlers::query))
         .route("/api/nearest", get(handlers::nearest))
-        .route("/api/query.csv", get(export::csv))
-        .route("/api/query.geojson", get(export::geojson))
+        .route("/api/query.csv", get(export::csv).post(export::csv_post))
+        .route(
+            "/api/query.geojson",
+            get(export::geojson).post(export::geojson_post),
+        )
         .route("/api/events", axum::routing::post(live::post_events))
         .route("/api/events/{id}", axum::routing::patch(live::patch_event))
         .route("/api/live", get(live::live))

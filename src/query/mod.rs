@@ -455,10 +455,21 @@ pub fn nearest(
 pub struct Request {
     pub area: serde_json::Value,
     pub layers: Option<Vec<String>>,
-    pub group_by: Option<String>,
+    /// A property or grid level for every layer, or `{layer: property}`.
+    pub group_by: Option<GroupByRequest>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     pub filter: Option<serde_json::Value>,
+}
+
+/// `group_by` as sent: one name for every layer (a grid level, or a
+/// property every layer has), or one per layer (`{"risks": "category",
+/// "cameras": "status"}`; layers not named are not grouped).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum GroupByRequest {
+    All(String),
+    PerLayer(std::collections::BTreeMap<String, String>),
 }
 
 /// Features per layer in one page of answers, at most.
@@ -469,7 +480,8 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct Plan {
     pub area: Area,
     pub layers: Vec<String>,
-    pub group: Option<GroupBy>,
+    /// How each layer's matches are grouped (same order as `layers`).
+    pub groups: Vec<Option<GroupBy>>,
     pub limit: usize,
     pub offset: usize,
     /// The compiled filter of each layer (same order as `layers`).
@@ -565,11 +577,23 @@ impl Request {
         if layers.is_empty() {
             return Err("layers is empty".into());
         }
-        let group = self.group_by.as_deref().map(GroupBy::parse);
+        if let Some(GroupByRequest::PerLayer(m)) = &self.group_by
+            && let Some(other) = m.keys().find(|k| !layers.contains(k))
+        {
+            return Err(format!(
+                "group_by names layer {other:?}, which the query does not ask for"
+            ));
+        }
+        let mut groups = Vec::with_capacity(layers.len());
         for name in &layers {
             let l = cat
                 .layer(name)
                 .ok_or_else(|| format!("unknown layer {name:?}"))?;
+            let group = match &self.group_by {
+                None => None,
+                Some(GroupByRequest::All(g)) => Some(GroupBy::parse(g)),
+                Some(GroupByRequest::PerLayer(m)) => m.get(name).map(|g| GroupBy::parse(g)),
+            };
             if let Some(GroupBy::Property(p)) = &group
                 && l.def.prop_index(p).is_none()
             {
@@ -577,12 +601,13 @@ impl Request {
                     "group_by {p:?} is neither a grid level nor a property of layer {name}"
                 ));
             }
+            groups.push(group);
         }
         let filters = compile_filters(self.filter.as_ref(), &layers, cat)?;
         Ok(Plan {
             area,
             layers,
-            group,
+            groups,
             limit,
             offset,
             filters,
