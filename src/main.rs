@@ -46,6 +46,11 @@ enum Command {
         /// Memory for the tile cache, MiB.
         #[arg(long, default_value_t = 256)]
         tile_cache_mb: u64,
+        /// How long to keep retrying, seconds, while the database cannot be
+        /// reached at start (a server started before its database); 0 gives
+        /// up at the first refusal.
+        #[arg(long, default_value_t = 60, env = "ONEMAP_STORE_WAIT")]
+        store_wait: u64,
     },
     /// Import a GeoJSON or CSV file into a new or an existing layer.
     Import {
@@ -127,6 +132,45 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Opens a database and loads it, retrying with backoff for `wait` seconds
+/// while it cannot be reached (down, starting up). Other failures (no
+/// PostGIS, authentication) are final at once.
+async fn open_retrying(
+    url: &str,
+    config: onemap::api::Config,
+    wait: u64,
+) -> anyhow::Result<std::sync::Arc<onemap::api::AppState>> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let s = onemap::store::open(url).await?;
+            onemap::api::load_state(s, config.clone()).await
+        };
+        let e = match attempt.await {
+            Ok(state) => return Ok(state),
+            Err(e) => e,
+        };
+        let unreachable = e.chain().any(|c| {
+            c.downcast_ref::<onemap::store::StoreError>()
+                .is_some_and(|s| s.is_unreachable())
+        });
+        if !unreachable {
+            return Err(e);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!(
+                "{e:#}\n(gave up after {wait} s; is the database running? --store-wait sets how long to retry)"
+            );
+        }
+        tracing::warn!("{e:#}; retrying in {:.1} s", pause.min(left).as_secs_f64());
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
@@ -137,9 +181,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             styles,
             body_limit,
             tile_cache_mb,
+            store_wait,
         } => {
-            let s = match &database {
-                Some(url) => onemap::store::open(url).await?,
+            let config = onemap::api::Config {
+                body_limit,
+                web_dir: web,
+                styles_dir: styles,
+                tile_cache_bytes: tile_cache_mb * 1024 * 1024,
+                ..Default::default()
+            };
+            let state = match &database {
+                Some(url) => open_retrying(url, config, store_wait).await?,
                 None => {
                     if !store.exists() {
                         anyhow::bail!(
@@ -148,17 +200,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             store.display()
                         );
                     }
-                    onemap::store::open(&store.to_string_lossy()).await?
+                    let s = onemap::store::open(&store.to_string_lossy()).await?;
+                    onemap::api::load_state(s, config).await?
                 }
             };
-            let config = onemap::api::Config {
-                body_limit,
-                web_dir: web,
-                styles_dir: styles,
-                tile_cache_bytes: tile_cache_mb * 1024 * 1024,
-                ..Default::default()
-            };
-            let state = onemap::api::load_state(s, config).await?;
             let running = onemap::api::start(state, &bind).await?;
             tracing::info!("serving on http://{}", running.addr);
             running.handle.await??;

@@ -1,20 +1,58 @@
 //! Two servers on one store: what one writes reaches the other's catalog,
 //! tiles and live subscribers through the change log (the follower), and a
-//! server that was down catches up.
+//! server that was down catches up. Each test runs on a shared GeoPackage
+//! file and on a shared PostGIS database (a throwaway cluster; there the
+//! follower wakes on LISTEN/NOTIFY).
 
 mod common;
 
 use common::sse::Sse;
+use onemap::store::Store;
 use serde_json::{Value as J, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn server(
-    path: &std::path::Path,
-) -> (std::sync::Arc<onemap::api::AppState>, common::TestServer) {
-    let store = onemap::store::gpkg::GpkgStore::open(path)
-        .await
-        .expect("open");
-    let (state, running) = common::serve_state(std::sync::Arc::new(store), common::config()).await;
+/// The store both servers open, holding the small demo.
+enum Shared {
+    Gpkg {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
+    Postgis(common::pg::PgCluster),
+}
+
+impl Shared {
+    async fn gpkg(seed: u64) -> Option<Shared> {
+        let dir = common::tempdir();
+        let (path, store) = common::demo_store(dir.path(), "small", seed).await;
+        store.close().await;
+        Some(Shared::Gpkg { _dir: dir, path })
+    }
+
+    async fn postgis(seed: u64) -> Option<Shared> {
+        let pg = common::pg::PgCluster::start().await?;
+        common::demo_postgis(&pg.url, "small", seed).await;
+        Some(Shared::Postgis(pg))
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Shared::Gpkg { path, .. } => Arc::new(
+                onemap::store::gpkg::GpkgStore::open(path)
+                    .await
+                    .expect("open"),
+            ),
+            Shared::Postgis(pg) => Arc::new(
+                onemap::store::postgis::PostgisStore::open(&pg.url)
+                    .await
+                    .expect("open"),
+            ),
+        }
+    }
+}
+
+async fn server(shared: &Shared) -> (Arc<onemap::api::AppState>, common::TestServer) {
+    let (state, running) = common::serve_state(shared.open().await, common::config()).await;
     (state, common::client_for(running))
 }
 
@@ -31,37 +69,58 @@ async fn etag(srv: &common::TestServer, path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Polls `f` until it is true, for at most `secs`.
-async fn within<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(secs) {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_one_server_reach_the_other_on_a_geopackage() {
+    if let Some(sh) = Shared::gpkg(21).await {
+        writes_on_one_server_reach_the_other(sh).await;
     }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_on_one_server_reach_the_other() {
-    let dir = common::tempdir();
-    let (path, store) = common::demo_store(dir.path(), "small", 21).await;
-    drop(store);
-    let (_sa, a) = server(&path).await;
-    let (sb, b) = server(&path).await;
+async fn writes_on_one_server_reach_the_other_on_postgis() {
+    if let Some(sh) = Shared::postgis(21).await {
+        writes_on_one_server_reach_the_other(sh).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_was_down_catches_up_on_a_geopackage() {
+    if let Some(sh) = Shared::gpkg(22).await {
+        a_server_that_was_down_catches_up(sh).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_was_down_catches_up_on_postgis() {
+    if let Some(sh) = Shared::postgis(22).await {
+        a_server_that_was_down_catches_up(sh).await;
+    }
+}
+
+async fn writes_on_one_server_reach_the_other(sh: Shared) {
+    let (_sa, a) = server(&sh).await;
+    let (sb, b) = server(&sh).await;
+    // How B follows: LISTEN/NOTIFY on PostGIS, polling on a GeoPackage.
+    let listening = common::within(5, async || {
+        let (_, h) = b.get_json("/healthz").await;
+        match sh {
+            Shared::Postgis(_) => {
+                h["follow"]["wake"] == "notify" && h["follow"]["listening"] == true
+            }
+            Shared::Gpkg { .. } => h["follow"]["wake"] == "poll",
+        }
+    })
+    .await;
+    assert!(
+        listening,
+        "B's /healthz: {}",
+        b.get_json("/healthz").await.1
+    );
 
     // A point inside a micro-grid, and B's view of it before.
     let (_, list) = b.get_json("/api/grids?level=micro").await;
     let code = list["grids"][0]["code"].as_str().unwrap().to_string();
-    let (_, g) = b.get_json(&format!("/api/grids/{code}")).await;
-    let bb: Vec<f64> = g["bbox"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let (lon, lat) = ((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0);
+    let (g, (lon, lat)) = common::grid_and_centre(&b, &code).await;
     let open_before = g["counts"]["events_open"].as_u64().unwrap();
     let t = onemap::tiles::mercator::tile_of(16, lon, lat);
     let tile = format!("/tiles/events/16/{}/{}.mvt", t.x, t.y);
@@ -120,7 +179,7 @@ async fn writes_on_one_server_reach_the_other() {
     // …and A hears about the close.
     let (sa, _) = (&_sa, ());
     assert!(
-        within(2, async || {
+        common::within(2, async || {
             let c = sa.catalog();
             let l = c.layer("events").unwrap();
             l.get(fid)
@@ -187,7 +246,7 @@ async fn writes_on_one_server_reach_the_other() {
     .await;
     assert!(p["seq"].is_i64(), "{p}");
     assert!(
-        within(2, async || {
+        common::within(2, async || {
             let c = sb.catalog();
             kids.iter().any(|k| {
                 c.grids.get(k.code.as_str()).is_some_and(|(_, n)| {
@@ -206,27 +265,16 @@ async fn writes_on_one_server_reach_the_other() {
     assert_eq!((s, pl["status"].as_str()), (200, Some("published")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_was_down_catches_up() {
-    let dir = common::tempdir();
-    let (path, store) = common::demo_store(dir.path(), "small", 22).await;
-    drop(store);
-    let (_sa, a) = server(&path).await;
-    let (sb, b) = server(&path).await;
+async fn a_server_that_was_down_catches_up(sh: Shared) {
+    let (_sa, a) = server(&sh).await;
+    let (sb, b) = server(&sh).await;
     let seq0 = sb.catalog().seq;
     b.running.stop().await.expect("B stops");
     drop(sb);
     // Written while B is down.
     let (_, list) = a.get_json("/api/grids?level=micro").await;
     let code = list["grids"][1]["code"].as_str().unwrap().to_string();
-    let (_, g) = a.get_json(&format!("/api/grids/{code}")).await;
-    let bb: Vec<f64> = g["bbox"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let (lon, lat) = ((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0);
+    let (g, (lon, lat)) = common::grid_and_centre(&a, &code).await;
     for k in 0..3 {
         let r = a
             .client
@@ -239,7 +287,7 @@ async fn a_server_that_was_down_catches_up() {
     }
     // B again: its catalog has them, and a screen resuming from where it
     // was gets exactly the three from B's log.
-    let (sb, b) = server(&path).await;
+    let (sb, b) = server(&sh).await;
     let (_, g2) = b.get_json(&format!("/api/grids/{code}")).await;
     assert_eq!(
         g2["counts"]["events_open"].as_u64().unwrap(),

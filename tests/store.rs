@@ -687,3 +687,58 @@ async fn a_database_without_postgis_says_how_to_enable_it() {
         "{err}"
     );
 }
+
+/// Waits until the wake-ups satisfy `pred`, for at most 20 s.
+async fn wakeups_until(
+    rx: &mut tokio::sync::watch::Receiver<onemap::store::Wakeups>,
+    what: &str,
+    pred: impl Fn(&onemap::store::Wakeups) -> bool,
+) -> onemap::store::Wakeups {
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        rx.wait_for(|w| pred(w)).await.map(|w| *w)
+    })
+    .await;
+    match r {
+        Ok(w) => w.expect("listener alive"),
+        Err(_) => panic!("wake-ups: {what} within 20 s (now {:?})", *rx.borrow()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notifications_wake_followers_and_survive_a_database_restart() {
+    // The GeoPackage cannot tell: its followers poll.
+    let dir = common::tempdir();
+    let g = GpkgStore::open(&dir.path().join("n.gpkg")).await.unwrap();
+    assert!(g.change_notifications().is_none());
+    g.close().await;
+
+    let Some(pg) = common::pg::PgCluster::start().await else {
+        return;
+    };
+    let writer = PostgisStore::open(&pg.url).await.unwrap();
+    let follower = PostgisStore::open(&pg.url).await.unwrap();
+    writer.create_layer(&poi_layer()).await.unwrap();
+    let mut rx = follower.change_notifications().expect("PostGIS notifies");
+    let up = wakeups_until(&mut rx, "listening", |w| w.listening).await;
+    // Another store's commit wakes this one.
+    writer.apply(&cs(vec![poi("a", 1.0)])).await.unwrap();
+    let after = wakeups_until(&mut rx, "a wake-up for the commit", |w| w.count > up.count).await;
+    // The database goes away: the listener says so, and comes back with it
+    // (waking once more, since notifications may have been missed).
+    pg.stop();
+    wakeups_until(&mut rx, "not listening while down", |w| !w.listening).await;
+    let err = writer.apply(&cs(vec![poi("b", 2.0)])).await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    pg.restart();
+    let back = wakeups_until(&mut rx, "listening again", |w| w.listening).await;
+    assert!(back.count > after.count);
+    writer.apply(&cs(vec![poi("c", 3.0)])).await.unwrap();
+    wakeups_until(&mut rx, "a wake-up after the restart", |w| {
+        w.count > back.count
+    })
+    .await;
+    // Dropping the receiver stops the listener (its connection goes back).
+    drop(rx);
+    writer.close().await;
+    follower.close().await;
+}

@@ -59,7 +59,7 @@ pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
 }
 
 /// The problem document with extension members.
-fn problem_with(
+pub(crate) fn problem_with(
     status: StatusCode,
     title: &str,
     detail: &str,
@@ -112,7 +112,7 @@ impl From<crate::store::StoreError> for ApiError {
             E::UnknownLayer(_) | E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::Conflict { .. } | E::LayerExists(_) => StatusCode::CONFLICT,
             E::Invalid { .. } => StatusCode::BAD_REQUEST,
-            E::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Backend(_) | E::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }

@@ -14,19 +14,78 @@ use std::sync::Arc;
 
 type S = State<Arc<AppState>>;
 
-pub async fn healthz(State(st): S) -> Result<Json<J>, ApiError> {
-    st.store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("store unreachable: {e}")))?;
+/// Health for load balancers and operators. 200 while the store answers;
+/// 503 while it does not, saying since when and what still works (reads
+/// are served from memory, writes are refused until it is back). Also how
+/// this server follows other servers' writes and how far behind it is.
+pub async fn healthz(State(st): S) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let store = st.store.describe();
+    let probe = match tokio::time::timeout(PING_TIMEOUT, st.store.last_seq()).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", PING_TIMEOUT.as_secs_f64())),
+    };
+    st.health.observe(&probe, &store);
+    let h = st.health.get();
     let c = st.catalog();
-    Ok(Json(json!({
-        "status": "ok",
-        "store": st.store.describe(),
-        "layers": c.layers.len(),
+    let follow = json!({
+        "wake": match h.listening { Some(_) => "notify", None => "poll" },
+        "listening": h.listening,
         "seq": c.seq,
-    })))
+        "store_seq": h.store_seq,
+        "behind": (h.store_seq - c.seq).max(0),
+    });
+    match &h.error {
+        None => Json(json!({
+            "status": "ok",
+            "health": "ok",
+            "store": store,
+            "layers": c.layers.len(),
+            "seq": c.seq,
+            "since": h.since,
+            "outages": h.outages,
+            "follow": follow,
+        }))
+        .into_response(),
+        // A problem document (so `status` is the number), with the health
+        // as extension members; not an ApiError, which would log an error
+        // on every probe of a load balancer during an outage.
+        Some(e) => {
+            let mut r = super::error::problem_with(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                &format!(
+                    "store unreachable since {}: {e}; reads are served from memory as of change {}, \
+                     writes are refused until the store answers",
+                    h.since.as_deref().unwrap_or("start"),
+                    c.seq
+                ),
+                json!({
+                    "health": "store_unreachable",
+                    "store": store,
+                    "error": e,
+                    "since": h.since,
+                    "outages": h.outages,
+                    "layers": c.layers.len(),
+                    "seq": c.seq,
+                    "reads": format!("served from memory as of change {}", c.seq),
+                    "writes": "refused (503) until the store answers",
+                    "follow": follow,
+                })
+                .as_object()
+                .cloned(),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+    }
 }
+
+/// How long `/healthz` waits for the store.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn layer_json(l: &LayerIndex) -> J {
     json!({

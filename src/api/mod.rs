@@ -46,6 +46,8 @@ pub struct AppState {
     /// Held by whoever writes and then replaces the catalog (the live
     /// writer, a publish), so snapshots are built one after the other.
     pub write_lock: tokio::sync::Mutex<()>,
+    /// Whether the store answers (for `/healthz`), kept by the follower.
+    pub health: crate::live::follow::Health,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             live: crate::live::Live::new(),
             plans: Default::default(),
             write_lock: Default::default(),
+            health: Default::default(),
         });
         // The live writer needs a runtime; without one (a sync test) live
         // writes answer 503.

@@ -24,20 +24,105 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// How often the store is asked whether someone else wrote.
+/// How often the store is asked whether someone else wrote, when it has no
+/// notifications (the GeoPackage) or its listener is down.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// The poll behind notifications: a missed one costs at most this much.
+pub const FOLLOW_SAFETY: Duration = Duration::from_secs(2);
 /// Rows read per round trip.
 const PAGE: i64 = 5000;
 
-/// Runs until the state is gone.
+/// Whether the store answers, as this server last saw it: the follower
+/// asks on every round, `/healthz` on every request. Served to
+/// `/healthz`; state changes are logged once, not on every failed round.
+#[derive(Default)]
+pub struct Health(std::sync::Mutex<HealthState>);
+
+#[derive(Clone, Debug, Default)]
+pub struct HealthState {
+    /// The last error, while the store is unreachable.
+    pub error: Option<String>,
+    /// When the store last became unreachable or reachable (UTC, ISO 8601).
+    pub since: Option<String>,
+    /// The store's newest change-log seq when last asked.
+    pub store_seq: i64,
+    /// `Some(listening)` when the store notifies changes; `None`: polling.
+    pub listening: Option<bool>,
+    /// Times the store became unreachable since start.
+    pub outages: u64,
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn get(&self) -> HealthState {
+        self.lock().clone()
+    }
+
+    /// Records the outcome of asking the store for its newest seq.
+    pub fn observe(&self, r: &Result<i64, String>, store: &str) {
+        let mut h = self.lock();
+        match r {
+            Ok(seq) => {
+                h.store_seq = *seq;
+                if h.error.take().is_some() {
+                    tracing::info!("store {store} answers again");
+                    h.since = Some(crate::model::value::format_utc(chrono::Utc::now()));
+                }
+            }
+            Err(e) => {
+                if h.error.is_none() {
+                    tracing::warn!(
+                        "store {store} unreachable: {e}; serving reads from memory, refusing writes, retrying"
+                    );
+                    h.since = Some(crate::model::value::format_utc(chrono::Utc::now()));
+                    h.outages += 1;
+                }
+                h.error = Some(e.clone());
+            }
+        }
+    }
+
+    fn set_listening(&self, l: Option<bool>) {
+        self.lock().listening = l;
+    }
+}
+
+/// Runs until the state is gone. Wakes on the store's change
+/// notifications (PostGIS LISTEN) when it has them, polling every
+/// [`FOLLOW_SAFETY`] behind them; otherwise, or while the listener is
+/// down, polls every [`FOLLOW_EVERY`].
 pub async fn follower(state: Weak<AppState>) {
-    let mut tick = tokio::time::interval(FOLLOW_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wake = state.upgrade().and_then(|s| s.store.change_notifications());
     loop {
-        tick.tick().await;
+        let listening = wake.as_ref().map(|rx| rx.borrow().listening);
+        let pause = if listening == Some(true) {
+            FOLLOW_SAFETY
+        } else {
+            FOLLOW_EVERY
+        };
+        match wake.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { wake = None },
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
         let Some(st) = state.upgrade() else { break };
+        st.health
+            .set_listening(wake.as_ref().map(|rx| rx.borrow().listening));
         if let Err(e) = catch_up(&st).await {
-            tracing::warn!("following the change log: {e}");
+            // Unreachable stores are logged by `Health`, once per outage.
+            if st.health.get().error.is_none() {
+                tracing::warn!("following the change log: {e}");
+            }
         }
     }
 }
@@ -45,7 +130,9 @@ pub async fn follower(state: Weak<AppState>) {
 /// Applies every change-log row after the catalog's seq. Returns how many
 /// rows were read.
 pub async fn catch_up(st: &AppState) -> anyhow::Result<usize> {
-    if st.store.last_seq().await? <= st.catalog().seq {
+    let newest = st.store.last_seq().await.map_err(|e| e.to_string());
+    st.health.observe(&newest, &st.store.describe());
+    if newest.map_err(anyhow::Error::msg)? <= st.catalog().seq {
         return Ok(0);
     }
     let _w = st.write_lock.lock().await;

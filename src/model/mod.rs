@@ -169,11 +169,14 @@ impl LayerDef {
 
     /// Checks a property name (it becomes a column): letters (any script, so
     /// `名称` is fine), digits and `_`, not starting with a digit, at most 63
-    /// characters; `fid`, `geom` and `onemap_version` are ours.
+    /// bytes (PostgreSQL's identifier limit, which would silently truncate a
+    /// longer one: 21 Chinese characters in UTF-8; applied to every store so
+    /// that any store can be copied to PostGIS); `fid`, `geom` and
+    /// `onemap_version` are ours.
     pub fn check_prop_name(name: &str) -> Result<(), String> {
         let reserved = ["fid", "geom", "onemap_version"];
         let ok = !name.is_empty()
-            && name.chars().count() <= 63
+            && name.len() <= 63
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_alphanumeric() || c == '_')
             && !reserved.contains(&name.to_lowercase().as_str());
@@ -182,7 +185,8 @@ impl LayerDef {
         } else {
             Err(format!(
                 "invalid property name {name:?}: use letters, digits and '_', not starting \
-                 with a digit (fid, geom and onemap_version are reserved)"
+                 with a digit, at most 63 bytes (21 Chinese characters); fid, geom and \
+                 onemap_version are reserved"
             ))
         }
     }
@@ -247,5 +251,26 @@ impl Feature {
     /// A property by name.
     pub fn get<'a>(&'a self, def: &LayerDef, name: &str) -> Option<&'a Value> {
         def.prop_index(name).and_then(|i| self.properties.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LayerDef;
+
+    #[test]
+    fn property_names_fit_a_postgresql_identifier() {
+        // 21 Chinese characters are 63 bytes in UTF-8: the most PostgreSQL
+        // keeps; 22 would be truncated there, so every store refuses them.
+        let ok = "网".repeat(21);
+        let long = "网".repeat(22);
+        assert!(LayerDef::check_prop_name(&ok).is_ok());
+        let e = LayerDef::check_prop_name(&long).unwrap_err();
+        assert!(e.contains("63 bytes"), "{e}");
+        assert!(LayerDef::check_prop_name(&"a".repeat(63)).is_ok());
+        assert!(LayerDef::check_prop_name(&"a".repeat(64)).is_err());
+        assert!(LayerDef::check_prop_name("名称").is_ok());
+        assert!(LayerDef::check_prop_name("1st").is_err());
+        assert!(LayerDef::check_prop_name("GEOM").is_err());
     }
 }

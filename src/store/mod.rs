@@ -41,12 +41,54 @@ pub enum StoreError {
     Invalid { index: usize, message: String },
     #[error("store: {0}")]
     Backend(String),
+    /// The store cannot be reached (database server down, connection lost,
+    /// shutting down): worth retrying, unlike [`StoreError::Backend`].
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the store was unreachable).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
+    }
+}
+
+/// Whether a driver error means the database could not be reached (as
+/// opposed to refusing a statement).
+pub fn unreachable_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01–57P03: the server is
+        // shutting down, crashed, or not yet accepting connections.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        if unreachable_error(&e) {
+            StoreError::Unreachable(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
     }
+}
+
+/// What a store's change notifications have said: how many wake-ups so far
+/// (a notification, or a reconnect after which some may have been missed)
+/// and whether the listening connection is up now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wakeups {
+    pub count: u64,
+    pub listening: bool,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -191,6 +233,14 @@ pub trait Store: Send + Sync {
     async fn meta(&self, key: &str) -> Result<Option<String>>;
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Wake-ups for followers: the value changes whenever the change log
+    /// may have grown (any process's write). `None` when the store cannot
+    /// tell: followers then poll [`Store::last_seq`]. Each call starts its
+    /// own listener, which stops when the receiver is dropped.
+    fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<Wakeups>> {
+        None
+    }
 }
 
 /// The change sets this process wrote (their first seq), so that a
@@ -272,6 +322,9 @@ impl Store for Tracked {
     }
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.inner.set_meta(key, value).await
+    }
+    fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<Wakeups>> {
+        self.inner.change_notifications()
     }
 }
 

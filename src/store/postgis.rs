@@ -51,8 +51,86 @@ const LOG_CHUNK: usize = 2_000;
 /// COPY data sent per message while inserting.
 const COPY_CHUNK: usize = 4 << 20;
 
+/// How long a statement waits for a pooled connection.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The channel the change-log trigger notifies (migrations/postgis).
+const CHANNEL: &str = "onemap_changes";
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// A failed connection attempt: unreachable (retry later) or refused for a
+/// reason retrying will not fix (authentication, no such database).
+fn cannot_connect(shown: &str, e: &sqlx::Error) -> StoreError {
+    let msg = format!("cannot connect to PostgreSQL at {shown}: {e}");
+    if super::unreachable_error(e) {
+        StoreError::Unreachable(msg)
+    } else {
+        StoreError::Backend(msg)
+    }
+}
+
+/// Listens on [`CHANNEL`] and bumps `tx` for every notification and after
+/// every (re)connection (notifications sent while disconnected are lost;
+/// the follower reads the log by seq, so a wake-up is all it needs). Ends
+/// when the receiver is dropped or the pool is closed.
+async fn listen(pool: PgPool, tx: tokio::sync::watch::Sender<super::Wakeups>, shown: String) {
+    use sqlx::postgres::PgListener;
+    let mut warned = false;
+    'connect: loop {
+        let attempt = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            r = attempt => match r {
+                Ok(l) => l,
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!("LISTEN {CHANNEL} on {shown}: {e}; retrying every second");
+                        warned = true;
+                    }
+                    tx.send_modify(|w| w.listening = false);
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                    continue 'connect;
+                }
+            },
+            _ = tx.closed() => return,
+        };
+        if warned {
+            tracing::info!("LISTEN {CHANNEL} on {shown}: listening again");
+            warned = false;
+        }
+        tx.send_modify(|w| {
+            w.count += 1;
+            w.listening = true;
+        });
+        loop {
+            let got = tokio::select! {
+                r = listener.try_recv() => r,
+                _ = tx.closed() => return,
+            };
+            match got {
+                Ok(Some(_)) => tx.send_modify(|w| w.count += 1),
+                // Lost and (eagerly) reconnected: something may have been missed.
+                Ok(None) => tx.send_modify(|w| w.count += 1),
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    tracing::warn!("LISTEN {CHANNEL} on {shown}: {e}; reconnecting");
+                    tx.send_modify(|w| w.listening = false);
+                    drop(listener);
+                    continue 'connect;
+                }
+            }
+        }
+    }
 }
 
 /// Quotes an identifier for SQL. Names are checked at layer creation, this
@@ -122,7 +200,7 @@ impl PostgisStore {
         let mut conn = opts
             .connect()
             .await
-            .map_err(|e| backend(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            .map_err(|e| cannot_connect(&shown, &e))?;
         ensure_postgis(&mut conn, &shown).await?;
         MIGRATOR
             .run(&mut conn)
@@ -130,11 +208,15 @@ impl PostgisStore {
             .map_err(|e| backend(format!("cannot create onemap's tables in {shown}: {e}")))?;
         let _ = conn.close().await;
 
+        // A request waits at most ACQUIRE_TIMEOUT for a connection: while
+        // the database is down, writes fail fast with 503 instead of
+        // hanging (the pool keeps retrying to connect meanwhile).
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await
-            .map_err(|e| backend(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+            .map_err(|e| cannot_connect(&shown, &e))?;
         let layers = read_layers(&pool).await?;
         Ok(PostgisStore {
             shown,
@@ -1092,6 +1174,14 @@ impl Store for PostgisStore {
 
     async fn layers(&self) -> Result<Vec<LayerDef>> {
         self.refresh().await
+    }
+
+    fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<super::Wakeups>> {
+        // The listener is a task: without a runtime, followers poll.
+        tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = tokio::sync::watch::channel(super::Wakeups::default());
+        tokio::spawn(listen(self.pool.clone(), tx, self.shown.clone()));
+        Some(rx)
     }
 
     async fn create_layer(&self, def: &LayerDef) -> Result<()> {

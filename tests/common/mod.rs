@@ -161,3 +161,40 @@ pub fn inner_shared_vertex(
             && !onemap::plan::topo::touches_point(&outer, *v, 0.01)
     })
 }
+
+/// Polls `f` until it is true, for at most `secs`.
+pub async fn within<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(secs) {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A grid's `/api/grids/{code}` document and the centre of its bbox.
+pub async fn grid_and_centre(srv: &TestServer, code: &str) -> (serde_json::Value, (f64, f64)) {
+    let (s, g) = srv.get_json(&format!("/api/grids/{code}")).await;
+    assert_eq!(s, 200, "grid {code}: {g}");
+    let bb: Vec<f64> = g["bbox"]
+        .as_array()
+        .expect("bbox")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    let centre = ((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0);
+    (g, centre)
+}
+
+/// Writes the demo at `scale` into a PostGIS database.
+pub async fn demo_postgis(url: &str, scale: &str, seed: u64) {
+    let s = onemap::store::postgis::PostgisStore::open(url)
+        .await
+        .expect("open postgis");
+    let g = onemap::demo::generate(&onemap::demo::Scale::parse(scale).expect("scale"), seed)
+        .expect("generate");
+    onemap::demo::write(&s, g).await.expect("write demo");
+    s.close().await;
+}

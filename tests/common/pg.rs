@@ -125,45 +125,20 @@ impl PgCluster {
         );
         // A free port can be taken between our look and the server's bind:
         // try a few.
-        let dir = cluster.dir().to_path_buf();
-        let log = dir.join("server.log");
         let mut started = false;
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            let opts = format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off",
-                dir.display()
-            );
-            let o = cluster.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &cluster.data.to_string_lossy(),
-                    "-l",
-                    &log.to_string_lossy(),
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            );
+            let o = cluster.pg_ctl_start(port);
             if o.status.success() {
                 cluster.port = port;
                 started = true;
                 break;
             }
         }
-        assert!(
-            started,
-            "pg_ctl start failed: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert!(started, "pg_ctl start failed: {}", cluster.log());
         let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
         let pool = sqlx::PgPool::connect(&admin)
             .await
@@ -183,6 +158,58 @@ impl PgCluster {
             .expect("create extension postgis");
         pool.close().await;
         Some(cluster)
+    }
+
+    fn pg_ctl_start(&self, port: u16) -> Output {
+        let dir = self.dir();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            dir.display()
+        );
+        let log = dir.join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut off, as when a
+    /// database goes down under a running onemap).
+    pub fn stop(&self) {
+        let o = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.to_string_lossy(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn restart(&self) {
+        let o = self.pg_ctl_start(self.port);
+        assert!(o.status.success(), "pg_ctl start again: {}", self.log());
     }
 
     /// The server's log so far (for a failing test's message).
