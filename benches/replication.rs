@@ -24,7 +24,8 @@
 //! per store, 3), REPL_GPKG (the city GeoPackage, /tmp/city.gpkg),
 //! REPL_INPROC (0 skips the in-process load), REPL_SECS (lag run, 60),
 //! REPL_RATE (orders per second, 200), REPL_SERVER_LOG (a path prefix: keep
-//! the lag servers' warnings in PREFIX-a.log / PREFIX-b.log).
+//! the lag servers' warnings in PREFIX-a.log / PREFIX-b.log), REPL_BIN
+//! (another onemap binary for the servers and demos, to compare builds).
 //!
 //! Skips (exit 0, saying why) without PostgreSQL or PostGIS. The cluster
 //! lives in a temp dir under $TMPDIR (default /tmp; the bench prints the
@@ -261,6 +262,14 @@ impl Server {
     }
 }
 
+/// Minor page faults of a process so far (each maps in one fresh 4 KiB
+/// page; the kernel zeroes it first).
+fn minor_faults(pid: u32) -> u64 {
+    stat_fields(pid)
+        .and_then(|f| f.get(7).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// The postmaster's pid (the parent of this connection's backend).
 async fn postmaster_pid(url: &str) -> anyhow::Result<u32> {
     let pool = sqlx::PgPool::connect(url).await?;
@@ -271,6 +280,18 @@ async fn postmaster_pid(url: &str) -> anyhow::Result<u32> {
     stat_fields(backend as u32)
         .and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
         .ok_or_else(|| anyhow::anyhow!("no postmaster for backend {backend}"))
+}
+
+/// Transactions committed in the URL's database so far.
+async fn xact_commits(url: &str) -> anyhow::Result<i64> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    Ok(n)
 }
 
 async fn sql(url: &str, stmts: &[&str]) -> anyhow::Result<()> {
@@ -322,6 +343,8 @@ struct StartRun {
     pg_cpu_s: f64,
     rss_mb: f64,
     hwm_mb: f64,
+    /// Minor page faults, GiB of 4 KiB pages.
+    faults_gib: f64,
 }
 
 async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
@@ -386,6 +409,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
                 pg_cpu_s: cluster_cpu_s(postmaster) - pg0,
                 rss_mb: status_kb(s.pid, "VmRSS:") as f64 / 1024.0,
                 hwm_mb: status_kb(s.pid, "VmHWM:") as f64 / 1024.0,
+                faults_gib: minor_faults(s.pid) as f64 * 4096.0 / (1u64 << 30) as f64,
             };
             if let Some(l) = s.log_text().lines().find(|l| l.contains(" loaded ")) {
                 let c = l.split("s: ").nth(1).unwrap_or("").to_string();
@@ -393,7 +417,8 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             }
             println!(
                 "round {} {:7}: healthz 200 after {:6.2} s (Catalog::load {}), CPU server {:5.1} s + \
-                 PostgreSQL {:4.1} s, RSS {:5.0} MB (peak {:5.0} MB); load average {}",
+                 PostgreSQL {:4.1} s, RSS {:5.0} MB (peak {:5.0} MB), page faults {:.1} GiB; load \
+                 average {}",
                 round + 1,
                 run.store,
                 run.healthy_s,
@@ -404,6 +429,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
                 run.pg_cpu_s,
                 run.rss_mb,
                 run.hwm_mb,
+                run.faults_gib,
                 loadavg(),
             );
             all.push(run);
@@ -419,7 +445,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         let m = |f: &dyn Fn(&StartRun) -> f64| median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
         println!(
             "  {name:7}: healthz {:.2} s (runs {}), Catalog::load {:.2} s, CPU server {:.1} s + \
-             PostgreSQL {:.1} s, RSS {:.0} MB, peak {:.0} MB",
+             PostgreSQL {:.1} s, RSS {:.0} MB, peak {:.0} MB, page faults {:.1} GiB",
             m(&|r| r.healthy_s),
             rs.iter()
                 .map(|r| format!("{:.2}", r.healthy_s))
@@ -430,6 +456,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             m(&|r| r.pg_cpu_s),
             m(&|r| r.rss_mb),
             m(&|r| r.hwm_mb),
+            m(&|r| r.faults_gib),
         );
     }
     if std::env::var("REPL_INPROC").is_ok_and(|v| v == "0") {
@@ -441,7 +468,10 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
     for (name, loc) in [("gpkg", gpkg.as_str()), ("postgis", url.as_str())] {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let pg0 = cluster_cpu_s(postmaster);
-        let cpu0 = cpu_s(std::process::id(), false);
+        let me = std::process::id();
+        let gib = |faults: u64| faults as f64 * 4096.0 / (1u64 << 30) as f64;
+        let cpu0 = cpu_s(me, false);
+        let flt0 = minor_faults(me);
         let t = Instant::now();
         let store = onemap::store::open(loc).await?;
         let open_s = t.elapsed().as_secs_f64();
@@ -466,16 +496,24 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             features.push(f);
         }
         let read_s = t.elapsed().as_secs_f64();
-        let read_cpu = cpu_s(std::process::id(), false) - cpu0;
+        let read_cpu = cpu_s(me, false) - cpu0;
         let pg_cpu = cluster_cpu_s(postmaster) - pg0;
+        let cpu1 = cpu_s(me, false);
+        let flt1 = minor_faults(me);
         let t = Instant::now();
         let layers = defs.into_iter().zip(features).collect();
         let cat = tokio::task::spawn_blocking(move || Catalog::build(layers, seq)).await?;
         let build_s = t.elapsed().as_secs_f64();
+        let build_cpu = cpu_s(me, false) - cpu1;
+        let flt2 = minor_faults(me);
         println!(
             "  {name:7}: open {open_s:.2} s, read {read_s:.2} s (CPU here {read_cpu:.1} s, \
-             PostgreSQL {pg_cpu:.1} s; {}), build {build_s:.2} s",
-            finished.join(", ")
+             PostgreSQL {pg_cpu:.1} s, page faults {:.1} GiB; {}), build {build_s:.2} s (CPU \
+             {build_cpu:.1} s, page faults {:.1} GiB); load average {}",
+            gib(flt1 - flt0),
+            finished.join(", "),
+            gib(flt2 - flt1),
+            loadavg()
         );
         drop(cat);
         drop(store);
@@ -492,10 +530,13 @@ fn order(id: &str, lon: f64, lat: f64) -> J {
 }
 
 /// Reads B's live stream: for every `event` frame of a created order, the
-/// order's id and when its bytes arrived. Sends () once `hello` is read.
+/// order's id and when its bytes arrived; frames counted by kind (B sends
+/// one `changed` per layer per round of its follower). Sends () once
+/// `hello` is read.
 async fn subscribe(
     resp: reqwest::Response,
     received: Arc<Mutex<HashMap<String, Instant>>>,
+    kinds: Arc<Mutex<HashMap<String, u64>>>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
@@ -515,6 +556,9 @@ async fn subscribe(
                 } else if let Some(v) = line.strip_prefix("data:") {
                     data.push_str(v.trim_start());
                 }
+            }
+            if let Ok(mut k) = kinds.lock() {
+                *k.entry(event.to_string()).or_default() += 1;
             }
             match event {
                 "hello" => {
@@ -633,10 +677,21 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(resp.status() == 200, "GET /api/live: {}", resp.status());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let reader = tokio::spawn(subscribe(resp, received.clone(), tx));
+    let kinds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let reader = tokio::spawn(subscribe(resp, received.clone(), kinds.clone(), tx));
     tokio::time::timeout(Duration::from_secs(10), rx).await??;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // What the run costs: CPU of A, B, PostgreSQL and this process, and
+    // the transactions PostgreSQL commits (the followers' queries included).
+    let postmaster = postmaster_pid(&url).await?;
+    let cpu0 = [
+        cpu_s(a.pid, false),
+        cpu_s(b.pid, false),
+        cluster_cpu_s(postmaster),
+        cpu_s(std::process::id(), false),
+    ];
+    let xact0 = xact_commits(&url).await?;
     // Orders to A at `rate` per second, each its own request.
     let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
     let sem = Arc::new(tokio::sync::Semaphore::new(128));
@@ -688,6 +743,15 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
     }
     let _ = sem.acquire_many(128).await?;
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = [
+        cpu_s(a.pid, false) - cpu0[0],
+        cpu_s(b.pid, false) - cpu0[1],
+        cluster_cpu_s(postmaster) - cpu0[2],
+        cpu_s(std::process::id(), false) - cpu0[3],
+    ];
+    // Statistics reach pg_stat_database within about half a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let xact = xact_commits(&url).await? - xact0;
     let posted = std::mem::take(&mut *posted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     for f in failures.lock().map(|f| f.clone()).unwrap_or_default() {
         *failed_status.entry(f).or_default() += 1;
@@ -807,6 +871,28 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             .join(", ")
     );
     println!(
+        "CPU s during the run: A {:.1}, B {:.1}, PostgreSQL {:.1}, this process {:.1}; \
+         PostgreSQL committed {xact} transactions ({:.0}/s)",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[3],
+        xact as f64 / elapsed
+    );
+    let mut kinds: Vec<(String, u64)> = kinds
+        .lock()
+        .map(|k| k.clone().into_iter().collect())
+        .unwrap_or_default();
+    kinds.sort();
+    println!(
+        "frames on B's stream: {} (`changed`: one per follower round that applied rows)",
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
         "server RSS MB: A {:.0}, B {:.0}",
         status_kb(a.pid, "VmRSS:") as f64 / 1024.0,
         status_kb(b.pid, "VmRSS:") as f64 / 1024.0
@@ -829,7 +915,9 @@ async fn run() -> anyhow::Result<()> {
         ["all", "load", "lag"].contains(&part.as_str()),
         "REPL_PART={part}: use load, lag or all"
     );
-    let bin = env!("CARGO_BIN_EXE_onemap");
+    // REPL_BIN: another build of onemap (say, an older commit) to compare.
+    let bin_env = std::env::var("REPL_BIN").ok();
+    let bin = bin_env.as_deref().unwrap_or(env!("CARGO_BIN_EXE_onemap"));
     let Some(cluster) = pg::PgCluster::start().await else {
         println!("SKIPPED: the replication benchmark needs PostgreSQL and PostGIS (see above)");
         return Ok(());
