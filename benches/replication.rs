@@ -12,7 +12,9 @@
 //! 2. `lag`: replication lag between two servers on one PostGIS database
 //!    (the district demo): orders posted to A at R/s, one SSE subscriber on
 //!    B; lag = when B's stream delivers the order − when A's POST returned
-//!    201 (both on this process's clock).
+//!    201 (both on this process's clock). Also: orders acknowledged vs
+//!    received, A's POST latency, the CPU of A, B and PostgreSQL, the
+//!    transactions PostgreSQL committed and B's frames by kind.
 //!
 //! ```text
 //! cargo bench --bench replication                    # both parts
@@ -262,24 +264,16 @@ impl Server {
     }
 }
 
-/// Minor page faults of a process so far (each maps in one fresh 4 KiB
-/// page; the kernel zeroes it first).
-fn minor_faults(pid: u32) -> u64 {
-    stat_fields(pid)
-        .and_then(|f| f.get(7).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// The postmaster's pid (the parent of this connection's backend).
 async fn postmaster_pid(url: &str) -> anyhow::Result<u32> {
     let pool = sqlx::PgPool::connect(url).await?;
     let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&pool)
         .await?;
+    // Read while the backend is alive (it exits with the connection).
+    let parent = stat_fields(backend as u32).and_then(|f| f.get(1).and_then(|p| p.parse().ok()));
     pool.close().await;
-    stat_fields(backend as u32)
-        .and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
-        .ok_or_else(|| anyhow::anyhow!("no postmaster for backend {backend}"))
+    parent.ok_or_else(|| anyhow::anyhow!("no postmaster for backend {backend}"))
 }
 
 /// Transactions committed in the URL's database so far.
@@ -343,8 +337,6 @@ struct StartRun {
     pg_cpu_s: f64,
     rss_mb: f64,
     hwm_mb: f64,
-    /// Minor page faults, GiB of 4 KiB pages.
-    faults_gib: f64,
 }
 
 async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
@@ -409,7 +401,6 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
                 pg_cpu_s: cluster_cpu_s(postmaster) - pg0,
                 rss_mb: status_kb(s.pid, "VmRSS:") as f64 / 1024.0,
                 hwm_mb: status_kb(s.pid, "VmHWM:") as f64 / 1024.0,
-                faults_gib: minor_faults(s.pid) as f64 * 4096.0 / (1u64 << 30) as f64,
             };
             if let Some(l) = s.log_text().lines().find(|l| l.contains(" loaded ")) {
                 let c = l.split("s: ").nth(1).unwrap_or("").to_string();
@@ -417,8 +408,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             }
             println!(
                 "round {} {:7}: healthz 200 after {:6.2} s (Catalog::load {}), CPU server {:5.1} s + \
-                 PostgreSQL {:4.1} s, RSS {:5.0} MB (peak {:5.0} MB), page faults {:.1} GiB; load \
-                 average {}",
+                 PostgreSQL {:4.1} s, RSS {:5.0} MB (peak {:5.0} MB); load average {}",
                 round + 1,
                 run.store,
                 run.healthy_s,
@@ -429,7 +419,6 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
                 run.pg_cpu_s,
                 run.rss_mb,
                 run.hwm_mb,
-                run.faults_gib,
                 loadavg(),
             );
             all.push(run);
@@ -445,7 +434,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         let m = |f: &dyn Fn(&StartRun) -> f64| median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
         println!(
             "  {name:7}: healthz {:.2} s (runs {}), Catalog::load {:.2} s, CPU server {:.1} s + \
-             PostgreSQL {:.1} s, RSS {:.0} MB, peak {:.0} MB, page faults {:.1} GiB",
+             PostgreSQL {:.1} s, RSS {:.0} MB, peak {:.0} MB",
             m(&|r| r.healthy_s),
             rs.iter()
                 .map(|r| format!("{:.2}", r.healthy_s))
@@ -456,7 +445,6 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
             m(&|r| r.pg_cpu_s),
             m(&|r| r.rss_mb),
             m(&|r| r.hwm_mb),
-            m(&|r| r.faults_gib),
         );
     }
     if std::env::var("REPL_INPROC").is_ok_and(|v| v == "0") {
@@ -469,9 +457,7 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let pg0 = cluster_cpu_s(postmaster);
         let me = std::process::id();
-        let gib = |faults: u64| faults as f64 * 4096.0 / (1u64 << 30) as f64;
         let cpu0 = cpu_s(me, false);
-        let flt0 = minor_faults(me);
         let t = Instant::now();
         let store = onemap::store::open(loc).await?;
         let open_s = t.elapsed().as_secs_f64();
@@ -499,20 +485,16 @@ async fn part_load(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         let read_cpu = cpu_s(me, false) - cpu0;
         let pg_cpu = cluster_cpu_s(postmaster) - pg0;
         let cpu1 = cpu_s(me, false);
-        let flt1 = minor_faults(me);
         let t = Instant::now();
         let layers = defs.into_iter().zip(features).collect();
         let cat = tokio::task::spawn_blocking(move || Catalog::build(layers, seq)).await?;
         let build_s = t.elapsed().as_secs_f64();
         let build_cpu = cpu_s(me, false) - cpu1;
-        let flt2 = minor_faults(me);
         println!(
             "  {name:7}: open {open_s:.2} s, read {read_s:.2} s (CPU here {read_cpu:.1} s, \
-             PostgreSQL {pg_cpu:.1} s, page faults {:.1} GiB; {}), build {build_s:.2} s (CPU \
-             {build_cpu:.1} s, page faults {:.1} GiB); load average {}",
-            gib(flt1 - flt0),
+             PostgreSQL {pg_cpu:.1} s; {}), build {build_s:.2} s (CPU {build_cpu:.1} s); load \
+             average {}",
             finished.join(", "),
-            gib(flt2 - flt1),
             loadavg()
         );
         drop(cat);
