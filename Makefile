@@ -57,6 +57,7 @@ bench:
 	$(CARGO) bench --bench tiles
 	ONEMAP_BENCH_SCALE=city $(CARGO) bench --bench load
 	$(CARGO) bench --bench live_soak
+	$(CARGO) bench --bench replication
 
 clean-demo:
 	rm -f $(STORE) $(STORE)-wal $(STORE)-shm
