@@ -36,11 +36,24 @@ export async function del(path, { signal } = {}) {
   if (!res.ok) await answer(res);
 }
 
+/** POSTs a JSON body and resolves with the answer as a Blob (a download); throws the ApiError. */
+export async function postBlob(path, body, { signal } = {}) {
+  const res = await fetch(path, { method: 'POST', signal, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  if (!res.ok) await answer(res);
+  return res.blob();
+}
+
 const enc = encodeURIComponent;
 
 export const api = {
   grids: (level, opts) => getJSON(`/api/grids?level=${encodeURIComponent(level)}`, opts),
   grid: (code, opts) => getJSON(`/api/grids/${encodeURIComponent(code)}`, opts),
+  /** GET /api/grids/{code}?geometry=true: one grid as `grid` gives it, with its exact outline
+   *  (`geometry`, GeoJSON). */
+  gridOutline: (code, opts) => getJSON(`/api/grids/${enc(code)}?geometry=true`, opts),
+  /** GET /api/grids?q=…[&level=…][&limit=…]: grids by name (contains) or code (prefix), best
+   *  first → {count, matched, grids: [{code, name, level, kind, households, path, bbox}]}. */
+  searchGrids: (q, { level, limit } = {}, opts) => getJSON(`/api/grids?q=${enc(q)}${level ? `&level=${enc(level)}` : ''}${limit ? `&limit=${limit}` : ''}`, opts),
   locate: (lon, lat, opts) => getJSON(`/api/locate?lon=${lon}&lat=${lat}`, opts),
   layers: (opts) => getJSON('/api/layers', opts),
   /** GET /api/stats?level=…[&parent=…]: per-area work-order aggregates, top grids, overdue list. */
@@ -49,6 +62,8 @@ export const api = {
   query: (body, opts) => postJSON('/api/query', body, opts),
   /** The download URL of a query: kind 'csv' (one layer) or 'geojson'. */
   exportUrl: (kind, q) => `/api/query.${kind}?q=${encodeURIComponent(JSON.stringify(q))}`,
+  /** POST /api/query.{csv,geojson} with the query as the body (any size): the download as a Blob. */
+  exportBlob: (kind, q, opts) => postBlob(`/api/query.${kind}`, q, opts),
   // grid edit plans (docs/plans-api.md)
   plans: (opts) => getJSON('/api/plans', opts),
   createPlan: (body, opts) => postJSON('/api/plans', body, opts),

@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { openPage, SLOW, useServer, waitIdle } from './harness.mjs';
 
 const env = useServer();
@@ -76,6 +77,17 @@ async function polygonPixels(page, bbox, n, r) {
     return [Math.round(cx + r * Math.cos(a)), Math.round(cy + r * Math.sin(a))];
   });
 }
+
+/** The grids the search list offers: code, full path, the path shown and its title. */
+const listed = (page) => page.locator('.q-grid-list button[data-code]').evaluateAll((bs) => bs.map((b) => ({
+  code: b.dataset.code, path: b.dataset.path, pt: b.querySelector('.pt')?.textContent, title: b.querySelector('.pt')?.title,
+})));
+/** Waits until the search list offers exactly these grids, in this order. */
+const waitListed = (page, codes) => page.waitForFunction((cs) => [...document.querySelectorAll('.q-grid-list button[data-code]')]
+  .map((b) => b.dataset.code).join() === cs.join(), codes);
+
+/** The features the map's area overlay shows. */
+const areaShown = (page) => page.evaluate(async () => (await window.onemap.map.getSource('q-area').getData()).features);
 
 async function pickStreet(page, code) {
   const before = await runs(page);
@@ -264,7 +276,11 @@ describe('query page', { timeout: 10 * SLOW }, () => {
       assert.deepEqual(await shownCounts(page), (await serverCounts(page, { grid: target.community.code })).counts);
       await page.waitForFunction((c) => document.querySelector('.q-area-desc').textContent.includes(c), target.community.name);
       assert.equal(await page.locator('.q-area-desc').innerText(), `社区 · ${target.community.name} · ${target.community.code}`);
-      assert.equal(await page.evaluate(() => window.onemap.map.getGlobalState().selected), target.community.code);
+      // drawn from its exact outline, not from the tiles' selection
+      await page.waitForFunction(() => window.onemap.query.outline);
+      const outline = (await env.api(`/api/grids/${target.community.code}?geometry=true`)).geometry;
+      assert.deepEqual((await areaShown(page)).map((f) => f.geometry), [outline]);
+      assert.equal(await page.evaluate(() => window.onemap.map.getGlobalState().selected), '');
 
       // by name
       await page.locator('.q-tools [data-tool="grid"]').click();
@@ -441,6 +457,280 @@ describe('query page', { timeout: 10 * SLOW }, () => {
       const byLayer = {};
       for (const f of gj.features) byLayer[f.properties.layer] = (byLayer[f.properties.layer] ?? 0) + 1;
       for (const [l, n] of Object.entries(counts)) assert.equal(byLayer[l] ?? 0, n, l);
+    } finally { await ctx.close(); }
+  });
+
+  test('the grid search asks the server: by part of a name or a code prefix, with paths; the keys pick; the grid is drawn from its outline', async () => {
+    // every request of the page, from its first: no whole level of grids is downloaded to search
+    const ctx = await env.browser.newContext({ viewport: { width: W, height: H }, acceptDownloads: true });
+    const gridReqs = [];
+    ctx.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname.startsWith('/api/grids')) gridReqs.push(`${u.pathname}${u.search}`);
+    });
+    const { page, rec } = await openPage(env, '#/query', { context: ctx });
+    try {
+      const street = await firstStreet();
+      const community = await env.api(`/api/grids/${street.children[0].code}`);
+      const grid = community.children.find((g) => g.kind === 'comprehensive' && g.name.length > 3);
+      const search = page.locator('.q-grid-search');
+      await page.locator('.q-tools [data-tool="grid"]').click();
+
+      // part of the name (not its start), typed key by key: only the answer to the whole text shows
+      const part = grid.name.slice(1);
+      const expect = await env.api(`/api/grids?q=${encodeURIComponent(part)}&limit=20`);
+      const at = expect.grids.findIndex((g) => g.code === grid.code);
+      assert.ok(at >= 0, `${part} does not find ${grid.name}`);
+      await search.pressSequentially(part, { delay: 30 });
+      await waitListed(page, expect.grids.map((g) => g.code));
+      const shown = await listed(page);
+      expect.grids.forEach((g, i) => {
+        assert.equal(shown[i].path, g.path);
+        assert.equal(shown[i].title, g.path);
+        assert.equal(shown[i].pt, g.path.split(' › ').slice(0, -1).join(' › '), `${g.code}: the path shown`);
+      });
+      assert.equal(shown[at].pt, community.path.map((a) => a.name).join(' › ')); // its community's path (which ends with it)
+      // arrows choose, Enter picks
+      for (let i = 0; i <= at; i++) await search.press('ArrowDown');
+      assert.equal(await page.locator('.q-grid-list button.active').getAttribute('data-code'), grid.code);
+      assert.equal(await search.getAttribute('aria-activedescendant'), `q-grid-opt-${at}`);
+      let n = await runs(page);
+      await search.press('Enter');
+      await waitRuns(page, n + 1);
+      assert.deepEqual(await page.evaluate(() => window.onemap.query.area), { grid: grid.code });
+      assert.deepEqual(await shownCounts(page), (await serverCounts(page, { grid: grid.code })).counts);
+      const body = await env.post('/api/query', { area: { grid: grid.code }, layers: await page.evaluate(() => window.onemap.query.layers), limit: 1 });
+      assert.deepEqual(await shownCounts(page), Object.fromEntries(Object.entries(body.body.layers).map(([k, v]) => [k, v.count])));
+      // drawn from the geometry endpoint: exactly the stored outline
+      await page.waitForFunction(() => window.onemap.query.outline);
+      assert.ok(gridReqs.includes(`/api/grids/${grid.code}?geometry=true`), gridReqs.join('\n'));
+      const outline = (await env.api(`/api/grids/${grid.code}?geometry=true`)).geometry;
+      assert.deepEqual((await areaShown(page)).map((f) => f.geometry), [outline]);
+      await page.waitForFunction((c) => document.querySelector('.q-area-desc').textContent === c, `网格 · ${grid.name} · ${grid.code}`);
+
+      // a code prefix, and Enter before the answer is in: the best match is picked once it is
+      await page.locator('.q-tools [data-tool="grid"]').click();
+      const prefix = grid.code.slice(0, -2);
+      const byCode = await env.api(`/api/grids?q=${prefix}&limit=20`);
+      assert.ok(byCode.grids.some((g) => g.code === grid.code) && byCode.grids.every((g) => g.code.startsWith(prefix)));
+      n = await runs(page);
+      await search.fill(prefix);
+      await search.press('Enter');
+      await waitRuns(page, n + 1);
+      assert.deepEqual(await page.evaluate(() => window.onemap.query.area), { grid: byCode.grids[0].code });
+      await waitListed(page, byCode.grids.map((g) => g.code));
+      assert.deepEqual((await listed(page)).map((g) => g.path), byCode.grids.map((g) => g.path));
+      assert.ok(byCode.matched > byCode.grids.length, 'the prefix matches too few grids');
+      assert.equal(await page.locator('.q-grid-msg').textContent(),
+        `显示最匹配的 ${byCode.grids.length} 个，共 ${byCode.matched.toLocaleString('zh-CN')} 个匹配`);
+
+      // the level filter goes to the server
+      await page.locator('.q-tools [data-tool="grid"]').click();
+      await page.locator('.q-grid-level').selectOption('micro');
+      const micro = await env.api(`/api/grids?q=${prefix}&level=micro&limit=20`);
+      assert.ok(micro.grids.length > 0 && micro.grids.every((g) => g.level === 'micro'));
+      await waitListed(page, micro.grids.map((g) => g.code));
+      assert.ok(gridReqs.includes(`/api/grids?q=${prefix}&level=micro&limit=20`), gridReqs.join('\n'));
+      await page.locator('.q-grid-level').selectOption('');
+
+      // a stale answer never overwrites a newer one: hold the first search until the second shows
+      let release;
+      const held = new Promise((r) => { release = r; });
+      const first = community.name;
+      const second = grid.name;
+      const matchQ = (q) => (u) => { const x = new URL(u); return x.pathname === '/api/grids' && x.searchParams.get('q') === q; };
+      await page.route(matchQ(first), async (route) => { await held; await route.continue().catch(() => {}); });
+      const firstSent = page.waitForRequest((r) => matchQ(first)(r.url()));
+      await search.fill(first);
+      await firstSent;
+      const secondAnswer = await env.api(`/api/grids?q=${encodeURIComponent(second)}&limit=20`);
+      await search.fill(second);
+      await waitListed(page, secondAnswer.grids.map((g) => g.code));
+      release();
+      await page.unroute(matchQ(first));
+      // a round trip later, the list is still the second's
+      await page.evaluate(() => fetch('/healthz').then((r) => r.text()));
+      assert.deepEqual((await listed(page)).map((g) => g.code), secondAnswer.grids.map((g) => g.code));
+
+      // what was asked of /api/grids: searches and one grid's outline, never a whole level
+      for (const u of gridReqs) assert.match(u, /^\/api\/grids(\?q=[^&]+(&level=\w+)?&limit=\d+|\/\d+\?geometry=true)$/, u);
+      assert.ok(!gridReqs.some((u) => u.includes('level=') && !u.includes('q=')), 'a level list was downloaded');
+      assert.deepEqual(rec.pageErrors, []);
+      assert.deepEqual(rec.consoleErrors, []);
+      assert.deepEqual(rec.foreign, []);
+      assert.deepEqual(rec.failedResponses, []);
+    } finally { await ctx.close(); }
+  });
+
+  test('a polygon of thousands of vertices downloads by POST: CSV and GeoJSON of exactly the query shown', async () => {
+    const { page, ctx, rec } = await openQuery();
+    try {
+      const street = await firstStreet();
+      const [w, s, e, n] = street.bbox;
+      const cx = (w + e) / 2;
+      const cy = (s + n) / 2;
+      const V = 4000;
+      const ring = Array.from({ length: V }, (_, i) => {
+        const a = (i / V) * 2 * Math.PI;
+        const r = 0.35 + 0.03 * Math.sin(12 * a); // a wavy ring: no vertex is redundant
+        return [cx + r * (e - w) * Math.cos(a), cy + r * (n - s) * Math.sin(a)];
+      });
+      ring.push(ring[0]);
+      const area = { type: 'Polygon', coordinates: [ring] };
+      let k = await runs(page);
+      await page.evaluate((a) => window.onemap.setArea(a), area);
+      await waitRuns(page, k + 1);
+      const counts = await shownCounts(page);
+      assert.deepEqual(counts, (await serverCounts(page, area)).counts);
+      assert.ok(counts.risks > 0, 'no risk inside the polygon');
+      assert.match(await page.locator('.q-area-desc').innerText(), new RegExp(`^多边形 · ${V} 个顶点`));
+      await page.locator('.q-counts button[data-layer="risks"]').click();
+      await page.waitForFunction(() => window.onemap.query.active === 'risks');
+
+      // too big for a URL: the links are buttons that POST the query
+      for (const sel of ['.q-csv', '.q-geojson']) {
+        assert.equal(await page.locator(sel).getAttribute('href'), null, `${sel} has a URL`);
+        assert.equal(await page.locator(sel).getAttribute('data-post'), '1');
+      }
+      const isExport = (kind) => (r) => r.url() === `${env.origin}/api/query.${kind}` && r.method() === 'POST';
+      const [req, download] = await Promise.all([
+        page.waitForRequest(isExport('csv')), page.waitForEvent('download'), page.locator('.q-csv').click(),
+      ]);
+      assert.deepEqual(JSON.parse(req.postData()), { area, layers: ['risks'] });
+      assert.equal(download.suggestedFilename(), 'onemap-risks.csv');
+      const bytes = await readFile(await download.path());
+      assert.deepEqual([...bytes.subarray(0, 3)], [0xef, 0xbb, 0xbf], 'no UTF-8 BOM');
+      const lines = new TextDecoder().decode(bytes).replace(/^\ufeff/, '').split(/\r?\n/).filter((l) => l !== '');
+      assert.equal(lines.length, counts.risks + 1);
+      assert.match(lines[0], /^id,lon,lat,/);
+      await page.waitForFunction(() => document.body.dataset.queryDownload === 'done');
+
+      // GeoJSON: busy while it comes (held here until seen), then every layer's features
+      let release;
+      const held = new Promise((r) => { release = r; });
+      await page.route(`${env.origin}/api/query.geojson`, async (route) => { await held; await route.continue(); });
+      const sent = page.waitForRequest(isExport('geojson'));
+      const saved = page.waitForEvent('download');
+      await page.locator('.q-geojson').click();
+      const greq = await sent;
+      await page.waitForFunction(() => document.body.dataset.queryDownload === 'busy');
+      assert.equal(await page.locator('.q-geojson').getAttribute('aria-busy'), 'true');
+      assert.equal(await page.locator('.q-dl-msg').innerText(), '正在下载…');
+      release();
+      const gdl = await saved;
+      await page.unroute(`${env.origin}/api/query.geojson`);
+      assert.equal(gdl.suggestedFilename(), 'onemap-query.geojson');
+      const gq = JSON.parse(greq.postData());
+      assert.deepEqual(gq, { area, layers: await page.evaluate(() => window.onemap.query.layers) });
+      const gj = JSON.parse(await readFile(await gdl.path(), 'utf8'));
+      assert.equal(gj.features.length, Object.values(counts).reduce((a, b) => a + b, 0));
+      const byLayer = {};
+      for (const f of gj.features) byLayer[f.properties.layer] = (byLayer[f.properties.layer] ?? 0) + 1;
+      for (const [l, c] of Object.entries(counts)) assert.equal(byLayer[l] ?? 0, c, l);
+      await page.waitForFunction(() => document.body.dataset.queryDownload === 'done');
+      assert.equal(await page.locator('.q-geojson').getAttribute('aria-busy'), 'false');
+      assert.equal(await page.locator('.q-dl-msg').innerText(), '');
+
+      // a refused download says why, inline, and the results stay
+      const problem = { type: 'about:blank', title: 'Bad Request', status: 400, detail: '测试：导出被拒绝' };
+      await page.route(`${env.origin}/api/query.csv`, (route) => route.fulfill({ status: 400, contentType: 'application/problem+json', body: JSON.stringify(problem) }));
+      await page.locator('.q-csv').click();
+      await page.waitForFunction(() => document.body.dataset.queryDownload === 'error');
+      assert.equal(await page.locator('.q-dl-msg').innerText(), `下载失败：${problem.detail}`);
+      assert.deepEqual(await shownCounts(page), counts);
+      await page.unroute(`${env.origin}/api/query.csv`);
+      assert.deepEqual(rec.pageErrors, []);
+      assert.deepEqual(rec.foreign, []);
+      assert.deepEqual(rec.consoleErrors.filter((m) => !m.includes('status of 400')), []);
+    } finally { await ctx.close(); }
+  });
+
+  test('grouping by a property only some layers have groups those, notes the others; levels name their grids without level lists', async () => {
+    const ctx = await env.browser.newContext({ viewport: { width: W, height: H }, acceptDownloads: true });
+    const gridReqs = [];
+    ctx.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname.startsWith('/api/grids')) gridReqs.push(`${u.pathname}${u.search}`);
+    });
+    const { page, rec } = await openPage(env, '#/query', { context: ctx });
+    try {
+      const street = await firstStreet();
+      await pickStreet(page, street.code);
+      const layers = await page.evaluate(() => window.onemap.query.layers);
+      assert.deepEqual(layers, ['cameras', 'risks', 'events']);
+      // the server refuses one property for all layers when a layer lacks it …
+      const refused = await env.post('/api/query', { area: { grid: street.code }, layers, group_by: 'category', limit: 1 });
+      assert.equal(refused.status, 400);
+      // … the page asks it of the layers that have it
+      assert.equal(await page.locator('.q-groupby optgroup', { has: page.locator('option[value="category"]') }).getAttribute('label'), '按属性（部分图层有）');
+      const sent = page.waitForRequest((r) => r.url() === `${env.origin}/api/query` && r.method() === 'POST' && JSON.parse(r.postData()).group_by !== 'status');
+      let n = await runs(page);
+      await page.locator('.q-groupby').selectOption('category');
+      const req = JSON.parse((await sent).postData());
+      await waitRuns(page, n + 1);
+      assert.equal(await page.evaluate(() => document.body.dataset.queryState), 'done');
+      assert.deepEqual(req.group_by, { risks: 'category', events: 'category' });
+      const answer = await env.post('/api/query', { area: { grid: street.code }, layers, group_by: req.group_by, limit: 1 });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const groups = await page.evaluate(() => Object.fromEntries(Object.entries(window.onemap.query.result.layers).map(([k, v]) => [k, v.groups])));
+      assert.deepEqual(groups.risks, answer.body.layers.risks.groups);
+      assert.deepEqual(groups.events, answer.body.layers.events.groups);
+      assert.equal(groups.cameras, null);
+      assert.ok(Object.keys(groups.risks).length > 1);
+      assert.equal(await page.locator('.q-groupby-note').innerText(), '视频监控没有属性 类别 (category)，不分组');
+
+      // the bars of a grouped layer; the note on the other
+      await page.locator('.q-counts button[data-layer="risks"]').click();
+      await page.waitForFunction(() => window.onemap.query.active === 'risks');
+      const bars = await page.locator('.q-groups button[data-key]').evaluateAll((bs) => Object.fromEntries(bs.map((b) => [b.dataset.key, Number(b.dataset.count)])));
+      assert.deepEqual(bars, answer.body.layers.risks.groups);
+      assert.ok(await page.locator('.q-groups-note').isHidden());
+      await page.locator('.q-counts button[data-layer="cameras"]').click();
+      await page.waitForFunction(() => window.onemap.query.active === 'cameras');
+      assert.ok(await page.locator('.q-groups-box').isVisible());
+      assert.equal(await page.locator('.q-groups button').count(), 0);
+      assert.equal(await page.locator('.q-groups-note').innerText(), '本图层没有属性 类别 (category)，未分组');
+
+      // a bar filters the layers that have the property; the others stay whole
+      await page.locator('.q-counts button[data-layer="risks"]').click();
+      await page.waitForFunction(() => window.onemap.query.active === 'risks');
+      const [key, count] = Object.entries(answer.body.layers.risks.groups).sort((a, b) => b[1] - a[1])[0];
+      const before = await shownCounts(page);
+      n = await runs(page);
+      await page.locator(`.q-groups button[data-key="${key}"]`).click();
+      await waitRuns(page, n + 1);
+      assert.equal(await page.evaluate(() => document.body.dataset.queryState), 'done');
+      const term = `category = '${key}'`;
+      assert.equal(await page.locator('.q-filter-text').inputValue(), '');
+      assert.equal(await page.locator('.q-perlayer-list input[data-layer="risks"]').inputValue(), term);
+      assert.equal(await page.locator('.q-perlayer-list input[data-layer="events"]').inputValue(), term);
+      assert.equal(await page.locator('.q-perlayer-list input[data-layer="cameras"]').inputValue(), '');
+      const drilled = await env.post('/api/query', { area: { grid: street.code }, layers, filter: { risks: term, events: term }, limit: 1 });
+      assert.equal(drilled.status, 200, JSON.stringify(drilled.body));
+      const after = await shownCounts(page);
+      assert.equal(after.risks, count);
+      assert.equal(after.cameras, before.cameras);
+      assert.equal(after.events, drilled.body.layers.events.count);
+      for (const l of ['risks', 'events']) await page.locator(`.q-perlayer-list input[data-layer="${l}"]`).fill('');
+
+      // by grid level: a plain string, and the bars name their grids (looked up, not listed)
+      for (const level of ['community', 'grid']) {
+        n = await runs(page);
+        const levelSent = page.waitForRequest((r) => r.url() === `${env.origin}/api/query` && r.method() === 'POST' && JSON.parse(r.postData()).group_by === level);
+        await page.locator('.q-groupby').selectOption(level);
+        await levelSent;
+        await waitRuns(page, n + 1);
+        const names = new Map((await env.api(`/api/grids?level=${level}`)).grids.map((g) => [g.code, g.name]));
+        await page.waitForFunction(() => [...document.querySelectorAll('.q-groups button[data-key] .g-name')].every((e) => !/^\d+$/.test(e.textContent)));
+        const shown = await page.locator('.q-groups button[data-key]').evaluateAll((bs) => bs.map((b) => [b.dataset.key, b.querySelector('.g-name').textContent]));
+        assert.ok(shown.length > 1, `${level}: one bar`);
+        for (const [code, name] of shown) assert.equal(name, names.get(code), code);
+      }
+      assert.ok(!gridReqs.some((u) => u.includes('level=') && !u.includes('q=')), `a level list was downloaded:\n${gridReqs.join('\n')}`);
+      assert.ok(gridReqs.length < 12, `too many grid requests:\n${gridReqs.join('\n')}`);
+      assert.deepEqual(rec.pageErrors, []);
+      assert.deepEqual(rec.consoleErrors, []);
+      assert.deepEqual(rec.failedResponses, []);
     } finally { await ctx.close(); }
   });
 

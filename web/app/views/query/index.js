@@ -6,13 +6,18 @@
 // State lives in one plain object (`state`, exposed as window.onemap.query for tests). The last
 // successful answer stays on screen until another succeeds: a refused query shows the server's
 // reason next to the Run button and leaves the results as they were.
+//
+// The page never downloads a whole level of grids: the grid search asks the server
+// (GET /api/grids?q=), a picked grid is drawn from its exact outline (?geometry=true), and the
+// grids named by group-by-level bars are looked up when shown. Downloads too big for a URL are
+// POSTed and saved from a Blob.
 import { api } from '../../api.js';
 import { applyI18n, fmtNumber, getLang, onLangChange, t, tb, tf } from '../../i18n.js';
 import { createDrawer } from './draw.js';
 import { fmtValue, layerLabel, layerLabelEn, propLabel } from './format.js';
 import { bbox as bboxOf, circleRing, ringArea } from './geo.js';
 import { createMap, loadStyle, RESULT_LAYERS } from './map.js';
-import { createResults } from './results.js';
+import { createResults, MAX_BARS } from './results.js';
 
 const PAGE = 50;
 const LEVELS = ['street', 'community', 'grid', 'micro'];
@@ -24,6 +29,10 @@ const DEFAULT_GROUP = 'status';
 // Properties that name or identify a feature: grouping by them gives one group per feature.
 const NOT_GROUPABLE = new Set(['name', 'title', 'address', 'ext_id', 'code', 'phone', 'staff', 'grid', 'parent', 'building']);
 const GROUPABLE_TYPES = new Set(['text', 'int', 'bool', 'date']);
+const SEARCH_LIMIT = 20; // grids a search lists
+const SEARCH_DELAY = 200; // ms of quiet typing before a search is sent
+const MAX_URL = 6000; // a download URL longer than this is POSTed instead
+const BLOB_TTL = 10_000; // ms an object URL of a saved download is kept before it is revoked
 
 const LAYOUT = `
   <div class="q">
@@ -42,9 +51,13 @@ const LAYOUT = `
         <label class="q-radius" hidden><span data-i18n="q.radius"></span>
           <input type="number" min="1" max="100000" step="1" inputmode="numeric"><span data-i18n="q.unit.m"></span></label>
         <div class="q-gridpick" hidden>
-          <input type="search" class="q-grid-search" autocomplete="off" spellcheck="false">
+          <div class="q-grid-find">
+            <input type="search" class="q-grid-search" autocomplete="off" spellcheck="false" maxlength="64"
+              role="combobox" aria-autocomplete="list" aria-controls="q-grid-list" aria-expanded="false">
+            <select class="q-grid-level"></select>
+          </div>
           <p class="q-grid-msg"></p>
-          <ul class="q-grid-list"></ul>
+          <ul class="q-grid-list" id="q-grid-list" role="listbox"></ul>
         </div>
       </section>
       <section class="q-sec">
@@ -61,6 +74,7 @@ const LAYOUT = `
       <section class="q-sec">
         <h2 data-i18n-b="q.groupBy"></h2>
         <select class="q-groupby"></select>
+        <p class="q-groupby-note" hidden></p>
         <p class="q-help" data-i18n="q.groupBy.help"></p>
       </section>
       </div>
@@ -87,18 +101,20 @@ export const queryView = {
       mode: 'none',
       area: null, // what POST /api/query takes as `area`
       areaInfo: null, // { kind: 'polygon'|'circle'|'grid', … } for the description
+      outline: null, // the exact outline (GeoJSON geometry) of a picked grid, once it is in
       layers: [...DEFAULT_LAYERS],
       filter: '', // CQL2 text (or CQL2-JSON) for every chosen layer
       layerFilters: {}, // layer → CQL2 text, ANDed with `filter`
       groupBy: DEFAULT_GROUP,
       status: 'idle', // idle | loading | done | error
       error: null, // the server's detail of the last refused query
-      result: null, // { body, filterKind, total, layers: { name: { count, groups, next, features } } }
+      result: null, // { body, filterKind, groupBy, ungrouped, total, layers: { name: { count, groups, next, features } } }
       active: null, // the layer shown in table, groups and on the map
       page: null, // { layer, index, cursors, features, next, loading, error }
       highlight: null, // { layer, id }
       pageSize: PAGE,
       schemas: new Map(), // layer name → /api/layers entry
+      download: null, // { kind, busy, error } of a download POSTed (too big for a URL)
     };
 
     const { style } = await loadStyle();
@@ -111,20 +127,18 @@ export const queryView = {
       onRow: (id) => select(id, { from: 'table' }),
       onPage: (d) => turnPage(d),
       onGroup: (key) => drillGroup(key),
+      onDownload: (kind) => download(kind),
     });
 
-    // ── grids by level (names for group labels, the grid search) ──
-    const gridLists = new Map();
-    const gridsOf = (level) => {
-      if (!gridLists.has(level)) {
-        const p = api.grids(level).then((r) => new Map(r.grids.map((g) => [g.code, g])));
-        p.catch(() => gridLists.delete(level));
-        gridLists.set(level, p);
-      }
-      return gridLists.get(level);
-    };
-    const gridNames = new Map(); // code → name, filled as lists arrive
-    const learnLevel = (level) => gridsOf(level).then((m) => { for (const [c, g] of m) gridNames.set(c, g.name); });
+    // ── grid names (group labels, the area's description), learned from what answers carry:
+    // searches, map clicks, a picked grid's path and children; looked up when still unknown ──
+    const gridNames = new Map(); // code → name
+    /** Learns the names a grid's detail carries: its own, its ancestors' and its children's. */
+    function learnGrid(g) {
+      gridNames.set(g.code, g.name);
+      for (const a of Array.isArray(g.path) ? g.path : []) gridNames.set(a.code, a.name);
+      for (const c of g.children ?? []) gridNames.set(c.code, c.name);
+    }
 
     // ── area ──
     const drawer = createDrawer(qmap, {
@@ -139,11 +153,14 @@ export const queryView = {
       if (!a) return [];
       if (a.type === 'Polygon') return [{ type: 'Feature', properties: {}, geometry: a }];
       if (a.point) return [{ type: 'Feature', properties: {}, geometry: { type: 'Polygon', coordinates: [circleRing(a.point, a.radius_m)] } }];
-      return []; // a grid is drawn by the style from the tiles (global state `selected`)
+      // a grid: its exact outline, once GET /api/grids/{code}?geometry=true has answered
+      if (a.grid && state.outline) return [{ type: 'Feature', properties: { code: a.grid }, geometry: state.outline }];
+      return [];
     }
 
     function setArea(area, info) {
       state.area = area;
+      state.outline = null;
       if (area?.type === 'Polygon') {
         state.areaInfo = { kind: 'polygon', vertices: area.coordinates[0].length - 1, m2: ringArea(area.coordinates[0]) };
       } else if (area?.point) {
@@ -152,7 +169,6 @@ export const queryView = {
         state.areaInfo = { kind: 'grid', code: area.grid, ...info };
       } else state.areaInfo = null;
       qmap.set('q-area', areaFeatures());
-      qmap.setSelected(area?.grid ?? '');
       if (!area?.grid) drawer.clearPick();
       renderArea();
       if (area) run();
@@ -182,6 +198,7 @@ export const queryView = {
       if (i?.kind === 'circle' && document.activeElement !== input) input.value = String(i.radius);
       $('.q-gridpick').hidden = state.mode !== 'grid';
       $('.q-grid-search').placeholder = t('q.grid.search');
+      renderGridMsg();
     }
 
     function fmtArea(m2) {
@@ -206,30 +223,85 @@ export const queryView = {
     });
 
     // ── picking a grid: by a click on the map, or by code or name ──
-    let locating = null;
+    // One list shows either the grids at a clicked point or a search's answer; only the latest
+    // request may fill it (the one before is aborted, and an answer that comes anyway is ignored).
+    let listing = null; // AbortController of the request whose answer the list is waiting for
+    let listFor = null; // the search (searchKey) the list shows; null: a map click's grids, or none
+    let wanted = null; // the search (searchKey) under way
+    let enterPending = false; // Enter was pressed before the answer to the text typed came
+    let activeOpt = -1; // the option chosen with the arrow keys
+    let gridMsg = null; // { key, vars } or { text }: the line above the list
+    let searchTimer = 0;
+    cleanups.push(() => clearTimeout(searchTimer));
+
+    const searchInput = $('.q-grid-search');
+    const gridLevel = () => $('.q-grid-level').value;
+    const searchKey = (q) => `${gridLevel()}|${q}`;
+
+    function newListing() {
+      clearTimeout(searchTimer);
+      listing?.abort();
+      listing = new AbortController();
+      return listing;
+    }
+
+    function setGridMsg(m) { gridMsg = m; renderGridMsg(); }
+    function renderGridMsg() {
+      const m = gridMsg;
+      $('.q-grid-msg').textContent = !m ? '' : m.key ? tf(m.key, m.vars ?? {}) : m.text;
+    }
+
+    function renderGridLevels() {
+      const sel = $('.q-grid-level');
+      const value = sel.value;
+      sel.replaceChildren(...['', ...LEVELS].map((l) => {
+        const o = document.createElement('option');
+        o.value = l;
+        o.textContent = l ? t(`level.${l}`) : t('q.grid.allLevels');
+        return o;
+      }));
+      sel.value = value;
+      sel.title = t('q.grid.level');
+    }
+
     async function locateAt(ll) {
-      locating?.abort();
-      const ctl = new AbortController();
-      locating = ctl;
-      const msg = $('.q-grid-msg');
-      msg.textContent = t('q.grid.loading');
+      enterPending = false;
+      wanted = null;
+      const ctl = newListing();
+      setGridMsg({ key: 'q.grid.loading' });
       try {
         const r = await api.locate(ll.lng.toFixed(7), ll.lat.toFixed(7), { signal: ctl.signal });
+        if (listing !== ctl) return;
         const found = LEVELS.map((l) => r.levels?.[l] && { ...r.levels[l], level: l }).filter(Boolean);
         for (const d of r.dedicated ?? []) found.push({ ...d, level: 'grid', dedicated: true });
-        msg.textContent = found.length ? t('q.grid.here') : t('q.grid.outside');
+        for (const g of found) gridNames.set(g.code, g.name);
+        setGridMsg({ key: found.length ? 'q.grid.here' : 'q.grid.outside' });
+        listFor = null;
         showGridChoices(found);
       } catch (err) {
-        if (err.name !== 'AbortError') msg.textContent = err.message;
+        if (err.name !== 'AbortError' && listing === ctl) setGridMsg({ text: err.message });
+      } finally {
+        if (listing === ctl) listing = null;
       }
+    }
+
+    /** The path of a search hit without its own name ("示范区 › 三里镇" for 三里镇's community). */
+    function ancestors(g) {
+      const parts = (g.path ?? '').split(' › ').filter(Boolean);
+      if (parts.at(-1) === g.name) parts.pop();
+      return parts.join(' › ');
     }
 
     function showGridChoices(grids) {
       const ul = $('.q-grid-list');
-      ul.replaceChildren(...grids.slice(0, 20).map((g) => {
+      ul.replaceChildren(...grids.slice(0, SEARCH_LIMIT).map((g, i) => {
         const li = document.createElement('li');
         const b = document.createElement('button');
         b.type = 'button';
+        b.id = `q-grid-opt-${i}`;
+        b.setAttribute('role', 'option');
+        b.setAttribute('aria-selected', 'false');
+        b.tabIndex = -1;
         b.dataset.code = g.code;
         b.dataset.level = g.level;
         b.dataset.name = g.name;
@@ -239,73 +311,177 @@ export const queryView = {
         const nm = document.createElement('span');
         nm.className = 'nm';
         nm.textContent = g.name;
+        b.append(lv, nm);
+        if (g.path) {
+          b.dataset.path = g.path;
+          const pt = document.createElement('span');
+          pt.className = 'pt';
+          pt.textContent = ancestors(g);
+          pt.title = g.path;
+          b.append(pt);
+        }
         const cd = document.createElement('span');
         cd.className = 'cd';
         cd.textContent = g.code;
-        b.append(lv, nm, cd);
+        b.append(cd);
         li.append(b);
         return li;
       }));
+      activeOpt = -1;
+      searchInput.removeAttribute('aria-activedescendant');
+      searchInput.setAttribute('aria-expanded', String(grids.length > 0));
     }
 
-    $('.q-grid-list').addEventListener('click', (e) => {
-      const b = e.target.closest('button[data-code]');
-      if (b) pickGrid(b.dataset.code, { name: b.dataset.name, level: b.dataset.level });
-    });
+    const options = () => [...root.querySelectorAll('.q-grid-list button[data-code]')];
 
-    let searchTimer = 0;
-    let searchSeq = 0;
-    $('.q-grid-search').addEventListener('input', (e) => {
+    function setActiveOpt(i) {
+      const bs = options();
+      activeOpt = bs.length ? Math.max(0, Math.min(i, bs.length - 1)) : -1;
+      bs.forEach((b, j) => {
+        b.classList.toggle('active', j === activeOpt);
+        b.setAttribute('aria-selected', String(j === activeOpt));
+      });
+      const b = bs[activeOpt];
+      if (b) {
+        searchInput.setAttribute('aria-activedescendant', b.id);
+        b.scrollIntoView({ block: 'nearest' });
+      }
+    }
+
+    function pickOption(b) {
+      if (b) pickGrid(b.dataset.code, { name: b.dataset.name, level: b.dataset.level });
+    }
+
+    $('.q-grid-list').addEventListener('click', (e) => pickOption(e.target.closest('button[data-code]')));
+
+    searchInput.addEventListener('input', () => {
+      enterPending = false;
       clearTimeout(searchTimer);
-      searchTimer = setTimeout(() => searchGrids(e.target.value.trim()), 200);
+      searchTimer = setTimeout(() => searchGrids(searchInput.value.trim()), SEARCH_DELAY);
     });
-    cleanups.push(() => clearTimeout(searchTimer));
+    $('.q-grid-level').addEventListener('change', () => {
+      const q = searchInput.value.trim();
+      if (q) searchGrids(q);
+    });
+    searchInput.addEventListener('keydown', (e) => {
+      if (e.isComposing) return; // an input method is composing Chinese: its keys are its own
+      if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+        const n = options().length;
+        if (!n) return;
+        e.preventDefault();
+        if (e.key === 'ArrowDown') setActiveOpt(activeOpt < n - 1 ? activeOpt + 1 : 0);
+        else setActiveOpt(activeOpt > 0 ? activeOpt - 1 : n - 1);
+      } else if (e.key === 'Enter') {
+        e.preventDefault();
+        const q = searchInput.value.trim();
+        // the list answers what is typed (or shows a map click's grids): Enter picks from it
+        if ((!q && listFor === null) || (q && listFor === searchKey(q) && !listing)) {
+          pickOption(options()[Math.max(activeOpt, 0)]);
+        } else if (q) {
+          // typed faster than the search: pick the best match once its answer is in
+          enterPending = true;
+          if (!listing || wanted !== searchKey(q)) searchGrids(q);
+        }
+      }
+    });
 
     async function searchGrids(q) {
-      const seq = ++searchSeq;
-      const msg = $('.q-grid-msg');
-      if (!q) { msg.textContent = ''; showGridChoices([]); return; }
-      msg.textContent = t('q.grid.loading');
+      const ctl = newListing();
+      if (!q) {
+        listing = null;
+        listFor = null;
+        enterPending = false;
+        setGridMsg(null);
+        showGridChoices([]);
+        return;
+      }
+      const key = searchKey(q);
+      wanted = key;
+      setGridMsg({ key: 'q.grid.loading' });
       try {
-        const found = [];
-        // Micro-grids are many (about ten times the grids): searched by full code only.
-        if (/^\d{19}$/.test(q)) {
-          const g = await api.grid(q).catch(() => null);
-          if (g) found.push(g);
+        const r = await api.searchGrids(q, { level: gridLevel(), limit: SEARCH_LIMIT }, { signal: ctl.signal });
+        if (listing !== ctl) return; // a newer search or a map click owns the list
+        for (const g of r.grids) gridNames.set(g.code, g.name);
+        listing = null;
+        listFor = key;
+        setGridMsg(!r.grids.length ? { key: 'q.grid.noMatch' }
+          : r.matched > r.grids.length ? { key: 'q.grid.more', vars: { k: fmtNumber(r.grids.length), n: fmtNumber(r.matched) } }
+            : null);
+        showGridChoices(r.grids.map((g) => ({ ...g, dedicated: g.kind === 'dedicated' })));
+        if (enterPending) {
+          enterPending = false;
+          pickOption(options()[0]);
         }
-        for (const level of ['street', 'community', 'grid']) {
-          for (const g of (await gridsOf(level)).values()) {
-            if (found.length >= 20) break;
-            if (g.code.startsWith(q) || g.name.includes(q)) found.push({ ...g, dedicated: g.kind === 'dedicated' });
-          }
-        }
-        if (seq !== searchSeq) return;
-        msg.textContent = found.length ? '' : t('q.grid.noMatch');
-        showGridChoices(found);
       } catch (err) {
-        if (seq === searchSeq) msg.textContent = err.message;
+        if (err.name === 'AbortError' || listing !== ctl) return;
+        listing = null;
+        enterPending = false;
+        setGridMsg({ text: err.message });
       }
     }
 
     let picking = null;
+    let picked = Promise.resolve(); // the detail of the grid last picked (settles, never fails)
     async function pickGrid(code, known = {}) {
       picking?.abort();
       const ctl = new AbortController();
       picking = ctl;
       drawer.setMode('none');
       setArea({ grid: code }, { name: known.name ?? gridNames.get(code), level: known.level });
+      const detail = api.gridOutline(code, { signal: ctl.signal });
+      picked = detail.catch(() => null);
       try {
-        const g = await api.grid(code, { signal: ctl.signal });
-        if (state.area?.grid !== code) return;
+        const g = await detail;
+        if (picking !== ctl || state.area?.grid !== code) return;
+        learnGrid(g);
         state.areaInfo = { kind: 'grid', code, name: g.name, level: g.kind === 'dedicated' ? 'grid' : g.level };
+        state.outline = g.geometry ?? null;
+        qmap.set('q-area', areaFeatures());
         renderArea();
+        renderResults(); // group bars may name grids the detail carried
         if (g.bbox) {
           const [w, s, e, n] = g.bbox;
           map.fitBounds([[w, s], [e, n]], { padding: 40, duration: 600, maxZoom: 17 });
         }
       } catch (err) {
         if (err.name !== 'AbortError') console.warn('grid:', err.message);
+      } finally {
+        if (picking === ctl) picking = null;
       }
+    }
+
+    /** Looks up the names of the grids the shown group bars stand for that no answer carried yet:
+     *  one search by their common code prefix, then one per code still unknown (≤ MAX_BARS). */
+    const asked = new Set(); // codes looked up already (found or not)
+    let naming = null;
+    async function nameGroups() {
+      const r = state.result;
+      const level = r?.groupBy;
+      if (!LEVELS.includes(level) || !state.active) return;
+      await picked; // the picked grid's children may name them
+      if (state.result !== r) return;
+      const groups = r.layers[state.active]?.groups ?? {};
+      const missing = Object.entries(groups)
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+        .slice(0, MAX_BARS)
+        .map(([k]) => k)
+        .filter((k) => k !== 'none' && k !== 'null' && !gridNames.has(k) && !asked.has(k));
+      if (!missing.length) return;
+      for (const k of missing) asked.add(k);
+      naming ??= new AbortController();
+      const opts = { signal: naming.signal };
+      const learn = (res) => { for (const g of res.grids) gridNames.set(g.code, g.name); };
+      try {
+        let prefix = missing[0];
+        for (const k of missing) while (!k.startsWith(prefix)) prefix = prefix.slice(0, -1);
+        if (missing.length > 2 && prefix.length >= 2) learn(await api.searchGrids(prefix, { level, limit: 200 }, opts));
+        await Promise.all(missing.filter((k) => !gridNames.has(k))
+          .map((k) => api.searchGrids(k, { level, limit: 1 }, opts).then(learn)));
+      } catch (err) {
+        if (err.name === 'AbortError') return;
+        console.warn('grid names:', err.message);
+      }
+      renderResults();
     }
 
     // ── layers, filter, group by ──
@@ -364,9 +540,23 @@ export const queryView = {
       renderFilterHints();
     }
 
+    /** The ones of `layers` whose schema has property `prop`. */
+    const layersWith = (prop, layers) => layers.filter((n) => state.schemas.get(n)?.properties?.some((p) => p.name === prop));
+
+    /** Groupable properties of any chosen layer, in order of first appearance. */
+    function groupableProps() {
+      const seen = new Map();
+      for (const n of state.layers) {
+        for (const p of state.schemas.get(n)?.properties ?? []) {
+          if (GROUPABLE_TYPES.has(p.type) && !NOT_GROUPABLE.has(p.name) && !seen.has(p.name)) seen.set(p.name, p);
+        }
+      }
+      return [...seen.values()];
+    }
+
     function renderGroupBy() {
       const sel = $('.q-groupby');
-      const props = commonProps().filter((p) => GROUPABLE_TYPES.has(p.type) && !NOT_GROUPABLE.has(p.name));
+      const props = groupableProps();
       const valid = ['', ...LEVELS, ...props.map((p) => p.name)];
       if (!valid.includes(state.groupBy)) state.groupBy = '';
       const opt = (value, text) => {
@@ -375,19 +565,53 @@ export const queryView = {
         o.textContent = text;
         return o;
       };
+      const group = (label, names) => {
+        const g = document.createElement('optgroup');
+        g.label = label;
+        g.append(...names.map((n) => opt(n, propText(n))));
+        return g;
+      };
       const levels = document.createElement('optgroup');
       levels.label = t('q.groupBy.levels');
       levels.append(...LEVELS.map((l) => opt(l, t(`level.${l}`))));
-      const byProp = document.createElement('optgroup');
-      byProp.label = t('q.groupBy.props');
-      byProp.append(...props.map((p) => opt(p.name, propLabel(p.name) === p.name ? p.name : `${propLabel(p.name)} (${p.name})`)));
-      sel.replaceChildren(opt('', t('q.groupBy.none')), levels, ...(props.length ? [byProp] : []));
+      // properties every chosen layer has, then those only some have (the others stay ungrouped)
+      const all = props.filter((p) => layersWith(p.name, state.layers).length === state.layers.length).map((p) => p.name);
+      const some = props.map((p) => p.name).filter((n) => !all.includes(n));
+      sel.replaceChildren(opt('', t('q.groupBy.none')), levels,
+        ...(all.length ? [group(t('q.groupBy.props'), all)] : []),
+        ...(some.length ? [group(t('q.groupBy.propsSome'), some)] : []));
       sel.value = state.groupBy;
+      renderGroupNote();
+    }
+
+    const propText = (n) => (propLabel(n) === n ? n : `${propLabel(n)} (${n})`);
+    const listText = (xs) => xs.join(getLang() === 'zh' ? '、' : ', ');
+
+    /** Under the select: which chosen layers lack the property grouped by (and stay ungrouped). */
+    function renderGroupNote() {
+      const by = state.groupBy;
+      const lacking = by && !LEVELS.includes(by) ? state.layers.filter((n) => !layersWith(by, [n]).length) : [];
+      const note = $('.q-groupby-note');
+      note.hidden = !lacking.length;
+      note.textContent = lacking.length
+        ? tf('q.groupBy.note', { layers: listText(lacking.map((n) => layerLabel(n, state.schemas.get(n)))), prop: propText(by) })
+        : '';
+    }
+
+    /** The `group_by` of a query over `layers`: a grid level as it is; a property for the layers
+     *  that have it ({layer: property}); the layers left out are `ungrouped`. */
+    function composeGroupBy(layers) {
+      const by = state.groupBy;
+      if (!by) return { ungrouped: [] };
+      if (LEVELS.includes(by)) return { groupBy: by, ungrouped: [] };
+      const having = layersWith(by, layers);
+      const ungrouped = layers.filter((l) => !having.includes(l));
+      return having.length ? { groupBy: Object.fromEntries(having.map((l) => [l, by])), ungrouped } : { ungrouped: layers };
     }
 
     $('.q-groupby').addEventListener('change', (e) => {
       state.groupBy = e.target.value;
-      if (state.groupBy && LEVELS.includes(state.groupBy)) learnLevel(state.groupBy).then(renderResults, () => {});
+      renderGroupNote();
       if (state.area) run();
     });
 
@@ -487,7 +711,9 @@ export const queryView = {
       try { f = composeFilter(state.layers); } catch (err) { fail(err.message); return; }
       const req = { area: state.area, layers: [...state.layers], limit: PAGE };
       if (f.kind !== 'none') req.filter = f.filter;
-      if (state.groupBy) req.group_by = state.groupBy;
+      const g = composeGroupBy(req.layers);
+      if (g.groupBy) req.group_by = g.groupBy;
+      const groupBy = g.groupBy ? state.groupBy : null;
       inflight?.abort();
       const ctl = new AbortController();
       inflight = ctl;
@@ -500,11 +726,12 @@ export const queryView = {
           const l = res.layers[name];
           layers[name] = { count: l.count, groups: l.groups ?? null, next: l.next ?? null, features: l.features?.features ?? [] };
         }
-        state.result = { body: req, filterKind: f.kind, total: res.total, layers };
+        state.result = { body: req, filterKind: f.kind, groupBy, ungrouped: groupBy ? g.ungrouped : [], total: res.total, layers };
         state.error = null;
+        if (state.download && !state.download.busy) state.download = null;
         if (!req.layers.includes(state.active)) state.active = req.layers.find((n) => layers[n].count > 0) ?? req.layers[0];
-        if (LEVELS.includes(req.group_by)) learnLevel(req.group_by).then(renderResults, () => {});
         firstPage();
+        nameGroups();
         setStatus('done');
         answered();
       } catch (err) {
@@ -564,6 +791,7 @@ export const queryView = {
       paging?.abort();
       state.active = layer;
       firstPage();
+      nameGroups();
     }
 
     let paging = null;
@@ -634,17 +862,29 @@ export const queryView = {
     for (const l of RESULT_LAYERS) { map.on('mouseenter', l, hover(true)); map.on('mouseleave', l, hover(false)); }
 
     // a click on a group: a value adds to the filter, a grid becomes the area
+    // (for every layer that has the property: the common filter when all do, else theirs)
     function drillGroup(key) {
-      const by = state.result?.body.group_by;
+      const by = state.result?.groupBy;
       if (!by || key === 'none' || key === 'null') return;
       if (ALL_LEVELS.includes(by)) { pickGrid(key); return; }
-      const type = commonProps().find((p) => p.name === by)?.type;
+      const type = state.schemas.get(state.active)?.properties.find((p) => p.name === by)?.type;
       const lit = type === 'int' || type === 'float' || type === 'bool' ? key : `'${key.replaceAll("'", "''")}'`;
       const term = `${by} = ${lit}`;
-      const input = $('.q-filter-text');
-      const cur = input.value.trim();
-      if (cur.startsWith('{')) return;
-      input.value = cur ? `(${cur}) AND ${term}` : term;
+      const and = (input) => {
+        const cur = input.value.trim();
+        input.value = cur ? `(${cur}) AND ${term}` : term;
+      };
+      const common = $('.q-filter-text');
+      if (common.value.trim().startsWith('{')) return;
+      const having = layersWith(by, state.layers);
+      if (having.length === state.layers.length) and(common);
+      else {
+        for (const l of having) {
+          const input = root.querySelector(`.q-perlayer-list input[data-layer="${CSS.escape(l)}"]`);
+          if (input) and(input);
+        }
+        $('.q-perlayer').open = true;
+      }
       run();
     }
 
@@ -654,23 +894,72 @@ export const queryView = {
       return fmtValue(by, key === 'null' ? null : key);
     }
 
-    function downloadUrls() {
+    // ── downloads: a link for a query that fits a URL, else POSTed and saved from a Blob ──
+    let exportsMemo = null; // { result, active, value }: the queries are rebuilt only when these change
+    function exportsOf() {
       const r = state.result;
       if (!r || !state.active) return null;
+      if (exportsMemo?.result === r && exportsMemo.active === state.active) return exportsMemo.value;
       const csv = { area: r.body.area, layers: [state.active] };
       const fl = filterFor(state.active);
       if (fl !== undefined) csv.filter = fl;
       const geojson = { area: r.body.area, layers: r.body.layers };
       if (r.filterKind !== 'none') geojson.filter = r.body.filter;
-      return { csv: api.exportUrl('csv', csv), geojson: api.exportUrl('geojson', geojson) };
+      const one = (kind, query, name) => {
+        const url = api.exportUrl(kind, query);
+        return { kind, query, name, href: url.length <= MAX_URL ? url : null };
+      };
+      const value = { csv: one('csv', csv, `onemap-${state.active}.csv`), geojson: one('geojson', geojson, 'onemap-query.geojson') };
+      exportsMemo = { result: r, active: state.active, value };
+      return value;
+    }
+
+    let downloading = null;
+    const blobUrls = new Map(); // object URL → its revoking timer
+    async function download(kind) {
+      const item = exportsOf()?.[kind];
+      if (!item || state.download?.busy) return;
+      const ctl = new AbortController();
+      downloading = ctl;
+      state.download = { kind, busy: true, error: null };
+      body.dataset.queryDownload = 'busy';
+      renderResults();
+      try {
+        saveBlob(await api.exportBlob(kind, item.query, { signal: ctl.signal }), item.name);
+        state.download = null;
+        body.dataset.queryDownload = 'done';
+      } catch (err) {
+        if (err.name === 'AbortError') return;
+        state.download = { kind, busy: false, error: err.message };
+        body.dataset.queryDownload = 'error';
+      } finally {
+        if (downloading === ctl) downloading = null;
+      }
+      renderResults();
+    }
+
+    /** Saves a Blob as a file named `name`: an object URL clicked in a temporary link. */
+    function saveBlob(blob, name) {
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      a.hidden = true;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      // revoked once the browser has surely taken the file (at once would race the download)
+      blobUrls.set(url, setTimeout(() => { URL.revokeObjectURL(url); blobUrls.delete(url); }, BLOB_TTL));
     }
 
     function renderResults() {
-      results.render(state, { groupLabel, urls: downloadUrls() });
+      const dl = exportsOf();
+      results.render(state, { groupLabel, downloads: dl && { ...dl, busy: state.download?.busy ? state.download.kind : null, error: state.download?.error ?? null } });
       if (state.highlight) results.highlight(state.highlight.id);
     }
 
     cleanups.push(onLangChange(() => {
+      renderGridLevels();
       renderArea();
       relabelLayers();
       renderGroupBy();
@@ -681,11 +970,13 @@ export const queryView = {
       renderResults();
     }));
     cleanups.push(() => {
-      inflight?.abort(); paging?.abort(); locating?.abort(); picking?.abort();
+      inflight?.abort(); paging?.abort(); listing?.abort(); picking?.abort(); naming?.abort(); downloading?.abort();
+      for (const [url, timer] of blobUrls) { clearTimeout(timer); URL.revokeObjectURL(url); }
       map.off('click', onMapClick);
     });
 
-    // ── start: schemas, the district in view ──
+    // ── start: schemas, the grids in view ──
+    renderGridLevels();
     renderArea();
     setStatus('idle');
     const ready = (async () => {
@@ -694,15 +985,9 @@ export const queryView = {
       state.layers = state.layers.filter((n) => state.schemas.has(n));
       renderLayers();
       afterLayersChange();
-      const { grids } = await api.grids('district');
-      if (grids?.[0]) {
-        gridNames.set(grids[0].code, grids[0].name);
-        const d = await api.grid(grids[0].code);
-        if (d.bbox) {
-          const [w, s, e, n] = d.bbox;
-          map.fitBounds([[w, s], [e, n]], { padding: 30, duration: 0 });
-        }
-      }
+      // the grids layer's extent is the district's (or the city's): no grid list needed
+      const gb = state.schemas.get('grids')?.bbox;
+      if (gb) map.fitBounds([[gb[0], gb[1]], [gb[2], gb[3]]], { padding: 30, duration: 0 });
       await new Promise((r) => (map.loaded() ? r() : map.once('idle', r)));
       body.dataset.mapIdle = '1';
       return map;
@@ -715,6 +1000,7 @@ export const queryView = {
       delete body.dataset.mapIdle;
       delete body.dataset.queryState;
       delete body.dataset.queryRuns;
+      delete body.dataset.queryDownload;
     });
 
     return () => { for (const fn of cleanups.reverse()) fn(); };

@@ -1,6 +1,8 @@
 // The results panel: counts per layer (tabs), group counts of the active layer as a bar list,
 // and one page of its features as a table, with paging and downloads. The panel owns a bounded
 // DOM: table rows and bars are reused from render to render, never accumulated.
+// A download whose query fits a URL is a plain link; a bigger one is a link-styled button whose
+// click the page answers by POSTing the query (onDownload), with a busy line and an inline error.
 import { applyI18n, fmtNumber, getLang, t, tf } from '../../i18n.js';
 import { fmtValue, layerLabel, layerLabelEn, propLabel } from './format.js';
 
@@ -18,6 +20,7 @@ const TEMPLATE = `
     <div class="q-groups-box" hidden>
       <h3 class="q-groups-title"></h3>
       <ol class="q-groups"></ol>
+      <p class="q-groups-note" hidden></p>
       <p class="q-groups-hint"></p>
     </div>
   </div>
@@ -31,8 +34,9 @@ const TEMPLATE = `
       </span>
       <span class="q-dl">
         <span class="q-dl-lbl" data-i18n="q.download"></span>
-        <a class="q-csv" download data-i18n="q.download.csv"></a>
-        <a class="q-geojson" download data-i18n="q.download.geojson"></a>
+        <a class="q-csv" data-kind="csv" download data-i18n="q.download.csv"></a>
+        <a class="q-geojson" data-kind="geojson" download data-i18n="q.download.geojson"></a>
+        <span class="q-dl-msg" role="status"></span>
       </span>
     </div>
     <div class="q-scroll">
@@ -47,7 +51,7 @@ function sizeTo(parent, n, make) {
   while (parent.children.length < n) parent.append(make());
 }
 
-export function createResults(el, { onActivate, onRow, onPage, onGroup }) {
+export function createResults(el, { onActivate, onRow, onPage, onGroup, onDownload }) {
   el.innerHTML = TEMPLATE;
   applyI18n(el);
   const $ = (s) => el.querySelector(s);
@@ -58,6 +62,8 @@ export function createResults(el, { onActivate, onRow, onPage, onGroup }) {
   let highlighted = null;
 
   el.addEventListener('click', (e) => {
+    const post = e.target.closest('.q-dl a[data-post]');
+    if (post) { e.preventDefault(); onDownload(post.dataset.kind); return; }
     const tab = e.target.closest('.q-counts button[data-layer]');
     if (tab) { onActivate(tab.dataset.layer); return; }
     const bar = e.target.closest('.q-groups button[data-key]');
@@ -68,6 +74,8 @@ export function createResults(el, { onActivate, onRow, onPage, onGroup }) {
     if (tr && tbody.contains(tr)) onRow(Number(tr.dataset.id));
   });
   el.addEventListener('keydown', (e) => {
+    const post = e.target.closest('.q-dl a[data-post]');
+    if (post && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); onDownload(post.dataset.kind); return; }
     const tr = e.target.closest('tbody tr');
     if (tr && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); onRow(Number(tr.dataset.id)); }
   });
@@ -111,11 +119,19 @@ export function createResults(el, { onActivate, onRow, onPage, onGroup }) {
     const r = s.result;
     const box = $('.q-groups-box');
     const groups = r && s.active ? r.layers[s.active]?.groups : null;
-    box.hidden = !groups;
-    if (!groups) { $('.q-groups').replaceChildren(); return; }
-    const by = r.body.group_by;
+    const by = r?.groupBy ?? null;
+    // grouped by a property this layer lacks: the layer was asked ungrouped; say so
+    const ungrouped = !groups && !!by && !!r.ungrouped?.includes(s.active);
+    box.hidden = !groups && !ungrouped;
+    const note = $('.q-groups-note');
+    note.hidden = !ungrouped;
+    note.textContent = ungrouped ? tf('q.groups.ungrouped', { prop: propLabel(by) === by ? by : `${propLabel(by)} (${by})` }) : '';
+    $('.q-groups-hint').hidden = ungrouped;
+    if (!groups) $('.q-groups').replaceChildren();
+    if (!groups && !ungrouped) return;
     const isLevel = ['district', 'street', 'community', 'grid', 'micro'].includes(by);
     $('.q-groups-title').textContent = `${t('q.groups.by')} · ${isLevel ? t(`level.${by}`) : propLabel(by)} · ${layerLabel(s.active, s.schemas.get(s.active))}`;
+    if (ungrouped) return;
     $('.q-groups-hint').textContent = isLevel ? t('q.groups.hintLevel') : t('q.groups.hintProp');
     const entries = Object.entries(groups).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     const shown = entries.slice(0, MAX_BARS);
@@ -194,22 +210,42 @@ export function createResults(el, { onActivate, onRow, onPage, onGroup }) {
     el.classList.toggle('paging', !!page?.loading);
   }
 
-  function renderDownloads(s, urls) {
+  /** One download link: `href` when the query fits a URL, else a button the page POSTs for. */
+  function setLink(a, d, busy) {
+    if (d.href) {
+      if (a.getAttribute('href') !== d.href) a.href = d.href;
+      delete a.dataset.post;
+      a.removeAttribute('role');
+      a.removeAttribute('tabindex');
+    } else {
+      a.removeAttribute('href');
+      a.dataset.post = '1';
+      a.setAttribute('role', 'button');
+      a.tabIndex = 0;
+    }
+    a.setAttribute('download', d.name);
+    a.setAttribute('aria-busy', String(busy));
+    a.setAttribute('aria-disabled', String(busy));
+  }
+
+  function renderDownloads(dls) {
     const dl = $('.q-dl');
-    dl.hidden = !urls;
-    if (!urls) return;
-    $('.q-csv').href = urls.csv;
-    $('.q-csv').setAttribute('download', `onemap-${s.active}.csv`);
-    $('.q-geojson').href = urls.geojson;
-    $('.q-geojson').setAttribute('download', 'onemap-query.geojson');
+    dl.hidden = !dls;
+    if (!dls) return;
+    setLink($('.q-csv'), dls.csv, dls.busy === 'csv');
+    setLink($('.q-geojson'), dls.geojson, dls.busy === 'geojson');
+    const msg = $('.q-dl-msg');
+    msg.classList.toggle('err', !!dls.error);
+    msg.textContent = dls.busy ? t('q.download.busy') : dls.error ? tf('q.download.error', { detail: dls.error }) : '';
+    dl.classList.toggle('busy', !!dls.busy);
   }
 
   return {
-    render(s, { groupLabel, urls }) {
+    render(s, { groupLabel, downloads }) {
       renderCounts(s);
       renderGroups(s, groupLabel);
       renderTable(s);
-      renderDownloads(s, urls);
+      renderDownloads(downloads);
       el.dataset.state = s.status;
     },
     /** Marks the row of feature `id` (null: none); scrolls it into view when asked. */
