@@ -64,6 +64,18 @@ const pixelsOf = (page, lls) => page.evaluate((ps) => {
   return ps.map((p) => { const q = m.project(p); return [Math.round(r.left + q.x), Math.round(r.top + q.y)]; });
 }, lls);
 
+/** #/query in a fresh context that records every /api/grids request the page makes. */
+async function openRecordingGrids() {
+  const ctx = await env.browser.newContext({ viewport: { width: W, height: H }, acceptDownloads: true });
+  const gridReqs = [];
+  ctx.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/api/grids')) gridReqs.push(`${u.pathname}${u.search}`);
+  });
+  const { page, rec } = await openPage(env, '#/query', { context: ctx });
+  return { ctx, gridReqs, page, rec };
+}
+
 async function firstStreet() {
   const street = (await env.api('/api/grids?level=street')).grids[0];
   return env.api(`/api/grids/${street.code}`);
@@ -462,13 +474,7 @@ describe('query page', { timeout: 10 * SLOW }, () => {
 
   test('the grid search asks the server: by part of a name or a code prefix, with paths; the keys pick; the grid is drawn from its outline', async () => {
     // every request of the page, from its first: no whole level of grids is downloaded to search
-    const ctx = await env.browser.newContext({ viewport: { width: W, height: H }, acceptDownloads: true });
-    const gridReqs = [];
-    ctx.on('request', (r) => {
-      const u = new URL(r.url());
-      if (u.pathname.startsWith('/api/grids')) gridReqs.push(`${u.pathname}${u.search}`);
-    });
-    const { page, rec } = await openPage(env, '#/query', { context: ctx });
+    const { ctx, gridReqs, page, rec } = await openRecordingGrids();
     try {
       const street = await firstStreet();
       const community = await env.api(`/api/grids/${street.children[0].code}`);
@@ -646,13 +652,7 @@ describe('query page', { timeout: 10 * SLOW }, () => {
   });
 
   test('grouping by a property only some layers have groups those, notes the others; levels name their grids without level lists', async () => {
-    const ctx = await env.browser.newContext({ viewport: { width: W, height: H }, acceptDownloads: true });
-    const gridReqs = [];
-    ctx.on('request', (r) => {
-      const u = new URL(r.url());
-      if (u.pathname.startsWith('/api/grids')) gridReqs.push(`${u.pathname}${u.search}`);
-    });
-    const { page, rec } = await openPage(env, '#/query', { context: ctx });
+    const { ctx, gridReqs, page, rec } = await openRecordingGrids();
     try {
       const street = await firstStreet();
       await pickStreet(page, street.code);
