@@ -61,6 +61,14 @@ async fn postgis_down_while_serving() {
     assert!(h["error"].as_str().is_some_and(|e| !e.is_empty()), "{h}");
     assert!(h["since"].is_string() && h["outages"] == 1, "{h}");
     assert!(h["reads"].as_str().is_some(), "{h}");
+    // Still ready for a load balancer: reads are served.
+    let (s, ready) = a.get_json("/readyz").await;
+    assert_eq!(s, 200, "{ready}");
+    assert_eq!(
+        (ready["store"].as_str(), ready["writes"].as_bool()),
+        (Some("unreachable"), Some(false)),
+        "{ready}"
+    );
     // Screens on B are told their figures are frozen.
     let f = sse
         .until("health", |f| f.data["store"] == "unreachable")
@@ -120,6 +128,8 @@ async fn postgis_down_while_serving() {
     );
     let (_, h) = a.get_json("/healthz").await;
     assert_eq!(h["outages"], 1, "{h}");
+    let (_, ready) = a.get_json("/readyz").await;
+    assert_eq!(ready["writes"], true, "{ready}");
     sse.until("health", |f| f.data["store"] == "ok").await;
     let fresh = Sse::open(&b, None).await;
     assert_eq!(

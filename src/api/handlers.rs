@@ -89,6 +89,24 @@ pub async fn healthz(State(st): S) -> axum::response::Response {
     }
 }
 
+/// Readiness for load balancers: 200 while this server can answer (its
+/// catalog is loaded; reads are served from memory even while the store
+/// is away), saying whether writes would work. `/healthz` is the alert:
+/// it turns 503 in an outage, which would take every server sharing the
+/// database out of a balancer's rotation at once, and with them every
+/// screen.
+pub async fn readyz(State(st): S) -> Json<J> {
+    let h = st.health.get();
+    let c = st.catalog();
+    Json(json!({
+        "status": "ready",
+        "seq": c.seq,
+        "layers": c.layers.len(),
+        "store": if h.error.is_some() { "unreachable" } else { "ok" },
+        "writes": h.error.is_none(),
+    }))
+}
+
 /// How long `/healthz` waits for the store's newest seq.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -125,6 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     let api = Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
         .route("/api/layers", get(handlers::layers))
         .route("/api/layers/{name}", get(handlers::layer))
         .route("/api/grids", get(handlers::grids_list))
