@@ -25,9 +25,9 @@ pub async fn healthz(State(st): S) -> axum::response::Response {
     // then its newest seq.
     let probe = match st.store.ping().await {
         Err(e) => Err(e.to_string()),
-        Ok(()) => match tokio::time::timeout(PING_TIMEOUT, st.store.last_seq()).await {
+        Ok(()) => match tokio::time::timeout(SEQ_TIMEOUT, st.store.last_seq()).await {
             Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", PING_TIMEOUT.as_secs_f64())),
+            Err(_) => Err(format!("no answer within {} s", SEQ_TIMEOUT.as_secs_f64())),
         },
     };
     st.health.observe(&probe, &store);
@@ -108,7 +108,7 @@ pub async fn readyz(State(st): S) -> Json<J> {
 }
 
 /// How long `/healthz` waits for the store's newest seq.
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const SEQ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn layer_json(l: &LayerIndex) -> J {
     json!({

@@ -66,7 +66,6 @@ export const QUERY = {
   area: '#1c7ed6',
   result: '#e8590c',
   highlight: '#c2255c',
-  selected: '#f08c00',
 };
 
 // ── live work orders on the big screen ──────────────────────────────────────────────────────────

@@ -33,7 +33,9 @@ test('the query style shows every grid level and the point layers a query can lo
   for (const l of ['district', 'street', 'community', 'grid', 'micro']) assert.ok(ids.has(`grids-line-${l}`), l);
   const groups = new Set(query.layers.map((l) => l.metadata?.['onemap:group']));
   for (const g of ['addresses', 'cameras', 'risks', 'buildings', 'events']) assert.ok(groups.has(g), g);
-  assert.deepEqual(query.state, { selected: { default: '' } });
+  // a picked grid is the page's own overlay, drawn from its exact outline: no selection by state
+  assert.equal(query.state, undefined);
+  assert.ok(!query.layers.some((l) => JSON.stringify(l.filter ?? '').includes('global-state')));
 });
 
 test('every thematic group has layers, and every source layer of the contract is used', () => {

@@ -372,10 +372,6 @@ function queryStyle() {
     paint: { 'line-color': Q.road, 'line-width': ['interpolate', ['exponential', 1.6], ['zoom'], 10, 0.8, 18, 9] } });
   L.push({ id: 'buildings', type: 'fill', source: SRC, 'source-layer': 'buildings', minzoom: 12, metadata: group('buildings'),
     paint: { 'fill-color': Q.building, 'fill-outline-color': Q.buildingLine } });
-  // the selected grid (global state, set by the page when the area is a grid)
-  L.push({ id: 'grids-selected-fill', type: 'fill', source: SRC, 'source-layer': 'grids', metadata: group('selection'),
-    filter: ['==', ['get', 'code'], ['global-state', 'selected']],
-    paint: { 'fill-color': Q.selected, 'fill-opacity': 0.1 } });
   const width = { district: [2.4, 3.2], street: [1.6, 2.6], community: [1.1, 1.8], grid: [0.7, 1.2], micro: [0.4, 0.8] };
   for (const l of [...P.GRID_LEVELS].reverse()) {
     const st = P.GRID_STYLE[l];
@@ -387,9 +383,6 @@ function queryStyle() {
   L.push({ id: 'grids-line-dedicated', type: 'line', source: SRC, 'source-layer': 'grids', metadata: group('grids'),
     minzoom: P.DEDICATED.from, filter: ['==', ['get', 'kind'], 'dedicated'],
     paint: { 'line-color': Q.dedicated, 'line-width': 1.2, 'line-dasharray': [3, 2] } });
-  L.push({ id: 'grids-selected-line', type: 'line', source: SRC, 'source-layer': 'grids', metadata: group('selection'),
-    filter: ['==', ['get', 'code'], ['global-state', 'selected']], layout: { 'line-join': 'round' },
-    paint: { 'line-color': Q.selected, 'line-width': 3 } });
   const riskColor = ['match', ['to-number', ['get', 'level'], 4], 1, P.RISK_LEVELS[1], 2, P.RISK_LEVELS[2], 3, P.RISK_LEVELS[3], P.RISK_LEVELS[4]];
   L.push({ id: 'risks-area', type: 'fill', source: SRC, 'source-layer': 'risks', minzoom: 12, metadata: group('risks'),
     filter: ['==', ['geometry-type'], 'Polygon'], paint: { 'fill-color': riskColor, 'fill-opacity': 0.15 } });
@@ -431,7 +424,6 @@ function queryStyle() {
     version: 8,
     name: 'onemap query 查询',
     metadata: { 'onemap:generator': 'web/tools/build-style.mjs (edit that, not this file)' },
-    state: { selected: { default: '' } },
     sources: { [SRC]: { type: 'vector', url: '{{origin}}/tiles/all.json' } },
     layers: L,
   };

@@ -13,7 +13,6 @@ const EMPTY = { type: 'FeatureCollection', features: [] };
 // querying keep working.
 const FALLBACK_STYLE = {
   version: 8,
-  state: { selected: { default: '' } },
   sources: {},
   layers: [{ id: 'background', type: 'background', paint: { 'background-color': Q.bg } }],
 };
@@ -89,17 +88,12 @@ export function createMap(container, style) {
       data.set(source, fc);
       if (loaded) map.getSource(source)?.setData(fc);
     },
-    setSelected(code) {
-      ready.then(() => {
-        if (map.getGlobalState().selected !== code) map.setGlobalStateProperty('selected', code);
-      });
-    },
     /** Shows only the context layers of these data layers (grids and the basemap always). */
     showContext(layers) {
       ready.then(() => {
         for (const l of map.getStyle().layers) {
           const g = l.metadata?.['onemap:group'];
-          if (!g || ['base', 'grids', 'selection'].includes(g)) continue;
+          if (!g || ['base', 'grids'].includes(g)) continue;
           const vis = layers.includes(g) ? 'visible' : 'none';
           if ((l.layout?.visibility ?? 'visible') !== vis) map.setLayoutProperty(l.id, 'visibility', vis);
         }
