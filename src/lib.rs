@@ -11,3 +11,4 @@ pub mod plan;
 pub mod query;
 pub mod store;
 pub mod tiles;
+pub mod work;

@@ -51,6 +51,16 @@ enum Command {
         /// up at the first refusal.
         #[arg(long, default_value_t = 60, env = "ONEMAP_STORE_WAIT")]
         store_wait: u64,
+        /// Time budget of a query, an export chunk or a validation, seconds;
+        /// past it the work stops and the client gets 503 with Retry-After.
+        #[arg(long, default_value_t = 30)]
+        query_budget: u64,
+        /// Most live-stream (SSE) subscribers; more get 503.
+        #[arg(long, default_value_t = 10_000)]
+        max_subscribers: usize,
+        /// Most open connections from one client address; more are refused.
+        #[arg(long, default_value_t = 512)]
+        conns_per_client: usize,
     },
     /// Import a GeoJSON or CSV file into a new or an existing layer.
     Import {
@@ -196,13 +206,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             body_limit,
             tile_cache_mb,
             store_wait,
+            query_budget,
+            max_subscribers,
+            conns_per_client,
         } => {
+            let defaults = onemap::api::Config::default();
             let config = onemap::api::Config {
                 body_limit,
                 web_dir: web,
                 styles_dir: styles,
                 tile_cache_bytes: tile_cache_mb * 1024 * 1024,
-                ..Default::default()
+                work: onemap::work::WorkConfig {
+                    heavy_budget: std::time::Duration::from_secs(query_budget.max(1)),
+                    ..defaults.work.clone()
+                },
+                limits: onemap::api::serve::Limits {
+                    per_client: conns_per_client.max(1),
+                    ..defaults.limits.clone()
+                },
+                max_subscribers,
+                ..defaults
             };
             let state = match &database {
                 Some(url) => open_retrying(url, config, store_wait).await?,

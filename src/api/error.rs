@@ -20,7 +20,9 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members of the problem document (a refused publish's
     /// `violations` and `conflicts`).
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Seconds for a `Retry-After` header (a busy or stopped request).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -30,12 +32,13 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
     }
     /// The same error with extension members (an object's fields).
     pub fn with_extra(mut self, extra: serde_json::Value) -> ApiError {
         if let serde_json::Value::Object(m) = extra {
-            self.extra = Some(m);
+            self.extra = Some(Box::new(m));
         }
         self
     }
@@ -50,6 +53,24 @@ impl ApiError {
     }
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+    /// The same error with a `Retry-After` header.
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl From<crate::work::WorkError> for ApiError {
+    /// A full queue or a spent budget is a 503 with `Retry-After` (the
+    /// request may well succeed later or narrower); a failed job is a bug.
+    fn from(e: crate::work::WorkError) -> Self {
+        use crate::work::WorkError as W;
+        match &e {
+            W::Busy { .. } => ApiError::unavailable(e.to_string()).retry_after(2),
+            W::OverBudget { .. } => ApiError::unavailable(e.to_string()).retry_after(10),
+            W::Failed(_) => ApiError::internal(e.to_string()),
+        }
     }
 }
 
@@ -89,7 +110,17 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, "{}", self.detail);
         }
-        problem_with(self.status, self.title, &self.detail, self.extra)
+        let mut res = problem_with(
+            self.status,
+            self.title,
+            &self.detail,
+            self.extra.map(|b| *b),
+        );
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        res
     }
 }
 

@@ -39,10 +39,20 @@ fn request_of(params: Params) -> Result<Request, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("q is not a valid query: {e}")))
 }
 
-fn plan(st: &AppState, req: Request) -> Result<(Arc<Catalog>, crate::query::Plan), ApiError> {
-    let cat = st.catalog();
-    let plan = req.plan(&cat).map_err(ApiError::bad_request)?;
-    Ok((cat, plan))
+/// Each chunk of an export is built on the heavy lane too; a failure
+/// (the pool full, the budget spent) ends the download there (`end` is
+/// past the last row).
+fn stream_item(
+    chunk: Result<(Bytes, usize), crate::work::WorkError>,
+    end: usize,
+) -> (Result<Bytes, std::io::Error>, usize) {
+    match chunk {
+        Ok((b, next)) => (Ok(b), next),
+        Err(e) => {
+            tracing::warn!("export stopped: {e}");
+            (Err(std::io::Error::other(e.to_string())), end)
+        }
+    }
 }
 
 /// The grid codes of a feature at the levels below the district.
@@ -87,7 +97,7 @@ fn attachment(res: &mut Response, content_type: &'static str, name: &str) {
 /// reads Chinese text right): id, lon, lat (the representative point), the
 /// layer's properties, and the street/community/grid/micro codes.
 pub async fn csv(State(st): State<Arc<AppState>>, params: Params) -> Result<Response, ApiError> {
-    csv_of(&st, request_of(params)?)
+    csv_of(&st, request_of(params)?).await
 }
 
 /// `POST /api/query.csv` with the query as the body.
@@ -96,68 +106,86 @@ pub async fn csv_post(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let axum::Json(req) = body?;
-    csv_of(&st, req)
+    csv_of(&st, req).await
 }
 
-fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (cat, plan) = plan(st, req)?;
-    if plan.layers.len() != 1 {
-        return Err(ApiError::bad_request(format!(
-            "a CSV export holds one layer; this query names {} (use query.geojson for several)",
-            plan.layers.len()
-        )));
-    }
-    let name = plan.layers[0].clone();
-    let li = cat
-        .layers
-        .iter()
-        .position(|l| l.def.name == name)
-        .ok_or_else(|| ApiError::bad_request("unknown layer"))?;
-    let hits = Arc::new(plan.select(&Selector::new(&plan.area), 0, &cat.layers[li]));
+async fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let cat = st.catalog();
+    let cat2 = cat.clone();
+    let (name, li, hits) = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            if plan.layers.len() != 1 {
+                return Err(ApiError::bad_request(format!(
+                    "a CSV export holds one layer; this query names {} (use query.geojson for several)",
+                    plan.layers.len()
+                )));
+            }
+            let name = plan.layers[0].clone();
+            let li = cat2
+                .layers
+                .iter()
+                .position(|l| l.def.name == name)
+                .ok_or_else(|| ApiError::bad_request("unknown layer"))?;
+            let hits = plan.select(&Selector::new(&plan.area), 0, &cat2.layers[li]);
+            Ok((name, li, hits))
+        })
+        .await??;
+    let hits = Arc::new(hits);
+    let work = st.work.clone();
     tracing::info!(layer = %name, rows = hits.len(), "CSV export");
     let stream = futures::stream::unfold(0usize, move |pos| {
-        let (cat, hits) = (cat.clone(), hits.clone());
+        let (cat, hits, work) = (cat.clone(), hits.clone(), work.clone());
         async move {
             if pos > hits.len() {
                 return None;
             }
-            let l = &cat.layers[li];
-            let mut start = Vec::with_capacity(CHUNK * 64);
-            if pos == 0 {
-                start.extend_from_slice("\u{feff}".as_bytes());
-            }
-            let mut w = csv::Writer::from_writer(start);
-            if pos == 0 {
-                let mut header: Vec<String> = vec!["id".into(), "lon".into(), "lat".into()];
-                header.extend(l.def.properties.iter().map(|p| p.name.clone()));
-                header.extend(
-                    ["street_code", "community_code", "grid_code", "micro_code"].map(String::from),
-                );
-                let _ = w.write_record(&header);
-            }
-            for &i in hits.iter().skip(pos).take(CHUNK) {
-                let f = &l.features[i as usize];
-                let p = representative_point(&f.geometry);
-                let mut row: Vec<String> = vec![
-                    f.id.to_string(),
-                    p.map(|p| p.x().to_string()).unwrap_or_default(),
-                    p.map(|p| p.y().to_string()).unwrap_or_default(),
-                ];
-                row.extend(f.properties.iter().map(|v| match v {
-                    Value::Null => String::new(),
-                    Value::Text(s) => s.to_string(),
-                    other => other.to_json().to_string(),
-                }));
-                row.extend(grid_codes(&cat, li, i));
-                let _ = w.write_record(&row);
-            }
-            let buf = w.into_inner().unwrap_or_default();
-            let next = if pos + CHUNK >= hits.len() {
-                hits.len() + 1
-            } else {
-                pos + CHUNK
-            };
-            Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
+            let end = hits.len() + 1;
+            let chunk = work
+                .run(crate::work::Lane::Heavy, move || {
+                    let l = &cat.layers[li];
+                    let mut start = Vec::with_capacity(CHUNK * 64);
+                    if pos == 0 {
+                        start.extend_from_slice("\u{feff}".as_bytes());
+                    }
+                    let mut w = csv::Writer::from_writer(start);
+                    if pos == 0 {
+                        let mut header: Vec<String> = vec!["id".into(), "lon".into(), "lat".into()];
+                        header.extend(l.def.properties.iter().map(|p| p.name.clone()));
+                        header.extend(
+                            ["street_code", "community_code", "grid_code", "micro_code"]
+                                .map(String::from),
+                        );
+                        let _ = w.write_record(&header);
+                    }
+                    for &i in hits.iter().skip(pos).take(CHUNK) {
+                        crate::work::checkpoint();
+                        let f = &l.features[i as usize];
+                        let p = representative_point(&f.geometry);
+                        let mut row: Vec<String> = vec![
+                            f.id.to_string(),
+                            p.map(|p| p.x().to_string()).unwrap_or_default(),
+                            p.map(|p| p.y().to_string()).unwrap_or_default(),
+                        ];
+                        row.extend(f.properties.iter().map(|v| match v {
+                            Value::Null => String::new(),
+                            Value::Text(s) => s.to_string(),
+                            other => other.to_json().to_string(),
+                        }));
+                        row.extend(grid_codes(&cat, li, i));
+                        let _ = w.write_record(&row);
+                    }
+                    let buf = w.into_inner().unwrap_or_default();
+                    let next = if pos + CHUNK >= hits.len() {
+                        hits.len() + 1
+                    } else {
+                        pos + CHUNK
+                    };
+                    (Bytes::from(buf), next)
+                })
+                .await;
+            Some(stream_item(chunk, end))
         }
     });
     // Fused: the compression layer polls once more after the end.
@@ -176,7 +204,7 @@ pub async fn geojson(
     State(st): State<Arc<AppState>>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    geojson_of(&st, request_of(params)?)
+    geojson_of(&st, request_of(params)?).await
 }
 
 /// `POST /api/query.geojson` with the query as the body.
@@ -185,55 +213,71 @@ pub async fn geojson_post(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let axum::Json(req) = body?;
-    geojson_of(&st, req)
+    geojson_of(&st, req).await
 }
 
-fn geojson_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (cat, plan) = plan(st, req)?;
-    let selector = Selector::new(&plan.area);
-    let mut parts: Vec<(usize, u32)> = Vec::new();
-    for (k, name) in plan.layers.iter().enumerate() {
-        if let Some(li) = cat.layers.iter().position(|l| &l.def.name == name) {
-            parts.extend(
-                plan.select(&selector, k, &cat.layers[li])
-                    .into_iter()
-                    .map(|i| (li, i)),
-            );
-        }
-    }
-    tracing::info!(layers = ?plan.layers, rows = parts.len(), "GeoJSON export");
+async fn geojson_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let cat = st.catalog();
+    let cat2 = cat.clone();
+    let (layers, parts) = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            let selector = Selector::new(&plan.area);
+            let mut parts: Vec<(usize, u32)> = Vec::new();
+            for (k, name) in plan.layers.iter().enumerate() {
+                if let Some(li) = cat2.layers.iter().position(|l| &l.def.name == name) {
+                    parts.extend(
+                        plan.select(&selector, k, &cat2.layers[li])
+                            .into_iter()
+                            .map(|i| (li, i)),
+                    );
+                }
+            }
+            Ok::<_, ApiError>((plan.layers, parts))
+        })
+        .await??;
+    let work = st.work.clone();
+    tracing::info!(layers = ?layers, rows = parts.len(), "GeoJSON export");
     let parts = Arc::new(parts);
     let stream = futures::stream::unfold(0usize, move |pos| {
-        let (cat, parts) = (cat.clone(), parts.clone());
+        let (cat, parts, work) = (cat.clone(), parts.clone(), work.clone());
         async move {
             if pos > parts.len() {
                 return None;
             }
-            let mut buf = Vec::with_capacity(CHUNK * 256);
-            if pos == 0 {
-                buf.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
-            }
-            for (k, &(li, i)) in parts.iter().enumerate().skip(pos).take(CHUNK) {
-                let l = &cat.layers[li];
-                let mut j = l.features[i as usize].to_geojson(&l.def);
-                j["properties"]["layer"] = serde_json::Value::String(l.def.name.clone());
-                let [s, c, g, m] = grid_codes(&cat, li, i);
-                j["properties"]["micro_code"] = serde_json::Value::String(m);
-                j["properties"]["grid_code"] = serde_json::Value::String(g);
-                j["properties"]["community_code"] = serde_json::Value::String(c);
-                j["properties"]["street_code"] = serde_json::Value::String(s);
-                if k > 0 {
-                    buf.push(b',');
-                }
-                let _ = serde_json::to_writer(&mut buf, &j);
-            }
-            let next = if pos + CHUNK >= parts.len() {
-                buf.extend_from_slice(b"]}");
-                parts.len() + 1
-            } else {
-                pos + CHUNK
-            };
-            Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), next))
+            let end = parts.len() + 1;
+            let chunk = work
+                .run(crate::work::Lane::Heavy, move || {
+                    let mut buf = Vec::with_capacity(CHUNK * 256);
+                    if pos == 0 {
+                        buf.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
+                    }
+                    for (k, &(li, i)) in parts.iter().enumerate().skip(pos).take(CHUNK) {
+                        crate::work::checkpoint();
+                        let l = &cat.layers[li];
+                        let mut j = l.features[i as usize].to_geojson(&l.def);
+                        j["properties"]["layer"] = serde_json::Value::String(l.def.name.clone());
+                        let [s, c, g, m] = grid_codes(&cat, li, i);
+                        j["properties"]["micro_code"] = serde_json::Value::String(m);
+                        j["properties"]["grid_code"] = serde_json::Value::String(g);
+                        j["properties"]["community_code"] = serde_json::Value::String(c);
+                        j["properties"]["street_code"] = serde_json::Value::String(s);
+                        if k > 0 {
+                            buf.push(b',');
+                        }
+                        let _ = serde_json::to_writer(&mut buf, &j);
+                    }
+                    let next = if pos + CHUNK >= parts.len() {
+                        buf.extend_from_slice(b"]}");
+                        parts.len() + 1
+                    } else {
+                        pos + CHUNK
+                    };
+                    (Bytes::from(buf), next)
+                })
+                .await;
+            Some(stream_item(chunk, end))
         }
     });
     // Fused: the compression layer polls once more after the end.

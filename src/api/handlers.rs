@@ -466,11 +466,21 @@ pub async fn query(
     State(st): S,
     body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
-    use crate::query::Selector;
-    use geo::{BooleanOps, GeodesicArea};
     let Json(q) = body?;
     let c = st.catalog();
-    let plan = q.plan(&c).map_err(ApiError::bad_request)?;
+    // Parsing the area, compiling filters and selecting are all CPU work
+    // bounded by the heavy lane's budget, off the async workers.
+    let out = st
+        .work
+        .run(crate::work::Lane::Heavy, move || query_json(&c, q))
+        .await??;
+    Ok(Json(out))
+}
+
+fn query_json(c: &Catalog, q: crate::query::Request) -> Result<J, ApiError> {
+    use crate::query::Selector;
+    use geo::{BooleanOps, GeodesicArea};
+    let plan = q.plan(c).map_err(ApiError::bad_request)?;
     let area_poly = plan.area.polygon();
     let selector = Selector::new(&plan.area);
     let mut out = serde_json::Map::new();
@@ -487,7 +497,8 @@ pub async fn query(
             let mut groups: std::collections::BTreeMap<String, usize> =
                 std::collections::BTreeMap::new();
             for &i in &hits {
-                let k = g.key(&c, l, i).unwrap_or_else(|| "none".to_string());
+                crate::work::checkpoint();
+                let k = g.key(c, l, i).unwrap_or_else(|| "none".to_string());
                 *groups.entry(k).or_default() += 1;
             }
             entry.insert("groups".into(), json!(groups));
@@ -497,6 +508,7 @@ pub async fn query(
             .skip(plan.offset)
             .take(plan.limit)
             .map(|&i| {
+                crate::work::checkpoint();
                 let f = &l.features[i as usize];
                 let mut j = f.to_geojson(&l.def);
                 if name == crate::model::builtin::BUILDINGS {
@@ -528,7 +540,7 @@ pub async fn query(
         );
         out.insert(name.clone(), J::Object(entry));
     }
-    Ok(Json(json!({ "total": total, "layers": out })))
+    Ok(json!({ "total": total, "layers": out }))
 }
 
 #[derive(Deserialize)]
@@ -559,6 +571,16 @@ pub async fn nearest(
         )));
     }
     let c = st.catalog();
+    let features = st
+        .work
+        .run(crate::work::Lane::Heavy, move || nearest_json(&c, &q, k))
+        .await??;
+    Ok(Json(
+        json!({"type": "FeatureCollection", "features": features}),
+    ))
+}
+
+fn nearest_json(c: &Catalog, q: &NearestQuery, k: usize) -> Result<Vec<J>, ApiError> {
     let l = c
         .layer(&q.layer)
         .ok_or_else(|| ApiError::not_found(format!("unknown layer {:?}", q.layer)))?;
@@ -571,6 +593,7 @@ pub async fn nearest(
         None => None,
     };
     let found = crate::query::nearest(l, Point::new(q.lon, q.lat), k, |i| {
+        crate::work::checkpoint();
         filter.as_ref().is_none_or(|f| {
             let feat = &l.features[i as usize];
             f.matches(feat.id, &feat.geometry, &feat.properties)
@@ -584,7 +607,5 @@ pub async fn nearest(
             j
         })
         .collect();
-    Ok(Json(
-        json!({"type": "FeatureCollection", "features": features}),
-    ))
+    Ok(features)
 }

@@ -123,11 +123,99 @@ fn with_keep_alive(
     })
 }
 
+/// Change-log rows read per page of a replay: one page is in memory at a
+/// time, however far back the client is.
+const REPLAY_PAGE: i64 = 1000;
+
+/// Replays one client address may run at once; more are told to retry
+/// (a reconnect storm from one address must not read the log N times).
+pub const REPLAYS_PER_CLIENT: usize = 2;
+
+/// The replays in progress per client address.
+#[derive(Default)]
+pub struct Replays(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One replay in progress; counted until dropped.
+pub struct ReplaySlot {
+    state: Arc<AppState>,
+    ip: std::net::IpAddr,
+}
+
+impl Replays {
+    fn take(st: &Arc<AppState>, ip: std::net::IpAddr) -> Option<ReplaySlot> {
+        let mut m = match st.replays.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let n = m.entry(ip).or_default();
+        if *n >= REPLAYS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ReplaySlot {
+            state: st.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ReplaySlot {
+    fn drop(&mut self) {
+        let mut m = match self.state.replays.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The stream after `hello`: pages of the log, then the live messages.
+enum Phase {
+    Replay {
+        from: i64,
+        slot: ReplaySlot,
+        rx: tokio::sync::broadcast::Receiver<Arc<crate::live::Msg>>,
+        cat: Arc<crate::index::Catalog>,
+    },
+    Live(std::pin::Pin<Box<dyn Stream<Item = Arc<crate::live::Msg>> + Send>>),
+}
+
+/// Where a reconnecting client resumes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// A fresh stream.
+    Fresh,
+    /// Replay the rows after this seq.
+    After(i64),
+    /// Too far behind (or an id from nowhere): reload.
+    Reset,
+}
+
+/// Decides how to resume from `Last-Event-ID` against the catalog's seq,
+/// with checked arithmetic: an id of `i64::MIN` is far behind, not a
+/// wrapped difference that streams the whole log.
+pub fn resume(last: Option<i64>, seq: i64) -> Resume {
+    match last {
+        None => Resume::Fresh,
+        Some(after) if after < 0 => Resume::Reset,
+        Some(after) => match seq.checked_sub(after) {
+            Some(behind) if behind <= MAX_REPLAY => Resume::After(after),
+            _ => Resume::Reset,
+        },
+    }
+}
+
 /// `GET /api/live`: the live stream. With `Last-Event-ID` (or
 /// `?last_event_id=`), first the `event` messages after it, replayed from
-/// the change log, then the live ones (none twice).
+/// the change log a page at a time, then the live ones (none twice).
 pub async fn live(
     State(st): S,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     q: Result<Query<LiveParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -138,10 +226,17 @@ pub async fn live(
         })?),
         _ => q.last_event_id,
     };
+    let max = st.config.max_subscribers;
+    if st.live.subscribers() >= max {
+        return Err(ApiError::unavailable(format!(
+            "this server already streams to {max} subscribers; retry shortly or use another server"
+        ))
+        .retry_after(10));
+    }
     // Subscribe before reading the log, so nothing falls between the two.
     let rx = st.live.subscribe();
     let cat = st.catalog();
-    let mut first: Vec<Bytes> = vec![sse_frame(
+    let hello = sse_frame(
         None,
         "hello",
         &json!({
@@ -150,42 +245,91 @@ pub async fn live(
             "store": st.health.message_data()["store"],
         })
         .to_string(),
-    )];
-    // Live `event` messages at or below this were replayed already.
-    let mut upto = i64::MIN;
-    if let Some(after) = last {
-        if cat.seq - after > MAX_REPLAY {
+    );
+    let mut first = vec![hello];
+    let phase = match resume(last, cat.seq) {
+        Resume::Fresh => Phase::Live(Box::pin(st.live.stream(rx, i64::MIN))),
+        Resume::Reset => {
             first.push(sse_frame(
                 None,
                 "reset",
                 &json!({"seq": cat.seq, "reason": "too far behind: reload"}).to_string(),
             ));
-        } else {
-            let mut from = after;
-            loop {
-                let rows = st
-                    .store
-                    .changes_since(from, 5000)
-                    .await
-                    .map_err(|e| ApiError::unavailable(format!("change log: {e}")))?;
-                let Some(last_row) = rows.last() else { break };
-                from = last_row.seq;
-                for c in &rows {
-                    if let Some(m) = event_message(c, &cat) {
-                        first.push(m.frame.clone());
-                    }
+            Phase::Live(Box::pin(st.live.stream(rx, i64::MIN)))
+        }
+        // Not behind this server (it may come from one further ahead):
+        // nothing to replay, and nothing up to its id to send again.
+        Resume::After(after) if after >= cat.seq => {
+            Phase::Live(Box::pin(st.live.stream(rx, after)))
+        }
+        Resume::After(after) => {
+            let slot = Replays::take(&st, peer.ip()).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "{REPLAYS_PER_CLIENT} replays from {} are already running; retry shortly",
+                        peer.ip()
+                    ),
+                )
+                .retry_after(2)
+            })?;
+            Phase::Replay {
+                from: after,
+                slot,
+                rx,
+                cat,
+            }
+        }
+    };
+    let st2 = st.clone();
+    let rest = futures::stream::unfold(Some(phase), move |phase| {
+        let st = st2.clone();
+        async move {
+            match phase? {
+                Phase::Live(mut s) => {
+                    let m = s.next().await?;
+                    Some((vec![m.frame.clone()], Some(Phase::Live(s))))
                 }
-                if rows.len() < 5000 {
-                    break;
+                Phase::Replay {
+                    from,
+                    slot,
+                    rx,
+                    cat,
+                } => {
+                    let rows = match st.store.changes_since(from, REPLAY_PAGE).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // The live messages still follow; a client that
+                            // misses rows sees the seq jump and reloads.
+                            tracing::warn!("replay stopped: change log: {e}");
+                            Vec::new()
+                        }
+                    };
+                    let frames: Vec<Bytes> = rows
+                        .iter()
+                        .filter_map(|c| event_message(c, &cat).map(|m| m.frame.clone()))
+                        .collect();
+                    let upto = rows.last().map_or(from, |r| r.seq);
+                    let next = if rows.len() as i64 == REPLAY_PAGE {
+                        Phase::Replay {
+                            from: upto,
+                            slot,
+                            rx,
+                            cat,
+                        }
+                    } else {
+                        // Replayed to the end of the log: live from here,
+                        // skipping what was just sent.
+                        drop(slot);
+                        Phase::Live(Box::pin(st.live.stream(rx, upto)))
+                    };
+                    Some((frames, Some(next)))
                 }
             }
-            upto = from;
         }
-    }
-    // Every subscriber sends the same shared bytes: a frame is encoded
-    // once when published, not once per subscriber.
-    let frames =
-        futures::stream::iter(first).chain(st.live.stream(rx, upto).map(|m| m.frame.clone()));
+    })
+    .flat_map(futures::stream::iter);
+    let frames = futures::stream::iter(first).chain(rest);
     let body = with_keep_alive(Box::pin(frames), KEEP_ALIVE).map(Ok::<_, Infallible>);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -234,8 +378,11 @@ pub async fn stats(
             Some(n)
         }
     };
-    let out = tokio::task::spawn_blocking(move || crate::live::stats(&cat, level, parent))
-        .await
-        .map_err(|e| ApiError::internal(format!("stats task failed: {e}")))?;
+    let out = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            crate::live::stats(&cat, level, parent)
+        })
+        .await?;
     Ok(Json(out))
 }

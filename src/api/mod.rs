@@ -11,6 +11,7 @@ mod live;
 pub mod ogc;
 pub mod ogc_plans;
 pub mod plans;
+pub mod serve;
 pub mod tiles;
 
 use crate::index::Catalog;
@@ -48,12 +49,17 @@ pub struct AppState {
     pub write_lock: tokio::sync::Mutex<()>,
     /// Whether the store answers (for `/healthz`), kept by the follower.
     pub health: crate::live::follow::Health,
+    /// The pools heavy work runs on (queries, exports, tiles, validation).
+    pub work: Arc<crate::work::Work>,
+    /// Live-stream replays in progress per client address.
+    pub replays: live::Replays,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, config: Config) -> Arc<AppState> {
         let buffer = f64::from(config.tiles.buffer) / f64::from(config.tiles.extent);
         let own = Arc::new(crate::store::OwnWrites::default());
+        let work = Arc::new(crate::work::Work::new(&config.work));
         let store: Arc<dyn Store> = Arc::new(crate::store::Tracked::new(store, own.clone()));
         let state = Arc::new(AppState {
             store,
@@ -65,6 +71,8 @@ impl AppState {
             plans: Default::default(),
             write_lock: Default::default(),
             health: Default::default(),
+            work,
+            replays: Default::default(),
         });
         // The live writer needs a runtime; without one (a sync test) live
         // writes answer 503.
@@ -105,6 +113,12 @@ pub struct Config {
     pub tile_cache_bytes: u64,
     /// How often the live writer moves the clock (orders turning overdue).
     pub clock_tick: std::time::Duration,
+    /// Pools and time budgets for heavy work.
+    pub work: crate::work::WorkConfig,
+    /// Connection timeouts and caps.
+    pub limits: serve::Limits,
+    /// Most live-stream subscribers; more get a 503.
+    pub max_subscribers: usize,
 }
 
 impl Default for Config {
@@ -116,6 +130,9 @@ impl Default for Config {
             tiles: TileConfig::default(),
             tile_cache_bytes: 256 * 1024 * 1024,
             clock_tick: crate::live::CLOCK_TICK,
+            work: Default::default(),
+            limits: Default::default(),
+            max_subscribers: 10_000,
         }
     }
 }
@@ -188,9 +205,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))
         .route("/styles/{file}", get(tiles::style))
         .with_state(state.clone());
-    let web = ServeDir::new(&state.config.web_dir).append_index_html_on_directories(true);
-    api.fallback_service(web)
+    let body_timeout = state.config.limits.body_timeout;
+    api.merge(web_app(&state.config.web_dir))
+        .fallback(|| async {
+            error::problem(
+                axum::http::StatusCode::NOT_FOUND,
+                "Not Found",
+                "no such resource",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            read_body(req, next, body_timeout, body_limit)
+        }))
         .layer(axum::middleware::map_response(
             error::problem_for_bare_errors,
         ))
@@ -205,6 +232,84 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The web app's files: the page, its modules and styles, and the two
+/// libraries it loads from `node_modules`, nothing else of `web/` (no
+/// package files, tests or tools).
+fn web_app(dir: &std::path::Path) -> Router {
+    let index = tower_http::services::ServeFile::new(dir.join("index.html"));
+    let lib = |p: &str| ServeDir::new(dir.join(p));
+    Router::new()
+        .route_service("/", index.clone())
+        .route_service("/index.html", index)
+        .nest_service("/app", lib("app"))
+        .nest_service(
+            "/node_modules/maplibre-gl/dist",
+            lib("node_modules/maplibre-gl/dist"),
+        )
+        .nest_service(
+            "/node_modules/echarts/dist",
+            lib("node_modules/echarts/dist"),
+        )
+}
+
+/// Middleware: a request body must arrive whole within `timeout` (a slow
+/// client must not hold a handler, its memory and a connection open), and
+/// within `limit` bytes. Bodiless requests pass straight through.
+async fn read_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    timeout: std::time::Duration,
+    limit: usize,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let h = req.headers();
+    let length = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = h.contains_key(header::TRANSFER_ENCODING);
+    if length.unwrap_or(0) == 0 && !chunked {
+        return next.run(req).await;
+    }
+    if length.is_some_and(|n| n > limit as u64) {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large: at most {limit} bytes"),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"));
+            if too_large {
+                error::ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body too large: at most {limit} bytes"),
+                )
+                .into_response()
+            } else {
+                error::ApiError::bad_request(format!("the request body could not be read: {e}"))
+                    .into_response()
+            }
+        }
+        Err(_) => error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Loads the catalog from the store and builds the state.
@@ -249,29 +354,37 @@ pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> 
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    // TCP_NODELAY: a live frame is one small write that must leave now;
-    // with Nagle's algorithm it waited for the client's delayed ACK (up to
-    // 40 ms: measured in BENCHMARKS.md, replication lag p99 40 → 4 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
+    let mut limits = state.config.limits.clone();
+    if let Some(nofile) = serve::raise_open_file_limit() {
+        // Leave room for the store's files, the pools and the log.
+        let room = usize::try_from(nofile.saturating_sub(256)).unwrap_or(usize::MAX);
+        if room < limits.total {
+            limits.total = room.max(16);
         }
-    });
+        tracing::info!(
+            "open-file limit {nofile}: at most {} connections, {} per client",
+            limits.total,
+            limits.per_client
+        );
+    }
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = rx => {},
-                    _ = shutdown_signal() => {},
-                }
-                // Live streams never end by themselves: end them, so the
-                // in-flight requests the shutdown waits for can finish.
-                state.live.close();
-            })
-            .await
-    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = rx => {},
+            _ = shutdown_signal() => {},
+        }
+        // Live streams never end by themselves: end them, so the
+        // in-flight requests the shutdown waits for can finish.
+        state.live.close();
+    };
+    let handle = tokio::spawn(serve::serve(
+        listener,
+        app,
+        limits,
+        shutdown,
+        std::time::Duration::from_secs(10),
+    ));
     Ok(Running {
         addr: local,
         shutdown: Some(tx),

@@ -511,6 +511,7 @@ fn select(l: &LayerIndex, it: &Items) -> Option<Vec<u32>> {
         (a, b) => a.or(b),
     };
     let keep = |i: u32| -> bool {
+        crate::work::checkpoint();
         let f = &l.features[i as usize];
         if let Some(b) = it.bbox
             && !f.geometry.intersects(&b)
@@ -606,26 +607,27 @@ pub async fn items(
     let cat = c.clone();
     let id2 = id.clone();
     // Filtering millions of features is CPU work: off the async workers.
-    let (matched, page) = tokio::task::spawn_blocking(move || {
-        let l = layer(&cat, &id2)?;
-        let sel = select(l, &it);
-        let matched = sel.as_ref().map_or(l.features.len(), Vec::len);
-        let start = it.offset.min(matched);
-        let end = (start + it.limit).min(matched);
-        let props = it.properties.as_deref();
-        let page: Vec<J> = match &sel {
-            Some(v) => v[start..end]
-                .iter()
-                .map(|&i| feature_json(l, i, props))
-                .collect(),
-            None => (start as u32..end as u32)
-                .map(|i| feature_json(l, i, props))
-                .collect(),
-        };
-        Ok::<_, ApiError>((matched, page))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("items task failed: {e}")))??;
+    let (matched, page) = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let l = layer(&cat, &id2)?;
+            let sel = select(l, &it);
+            let matched = sel.as_ref().map_or(l.features.len(), Vec::len);
+            let start = it.offset.min(matched);
+            let end = (start + it.limit).min(matched);
+            let props = it.properties.as_deref();
+            let page: Vec<J> = match &sel {
+                Some(v) => v[start..end]
+                    .iter()
+                    .map(|&i| feature_json(l, i, props))
+                    .collect(),
+                None => (start as u32..end as u32)
+                    .map(|i| feature_json(l, i, props))
+                    .collect(),
+            };
+            Ok::<_, ApiError>((matched, page))
+        })
+        .await??;
     let returned = page.len();
     let mut links = vec![
         json!({"href": page_url(&base, &id, &q, Some(offset)), "rel": "self", "type": GEOJSON, "title": "this page"}),

@@ -26,6 +26,7 @@ impl From<PlanError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, m).with_extra(extra)
             }
             PlanError::Store(m) => ApiError::unavailable(m),
+            PlanError::Work(w) => ApiError::from(w),
         }
     }
 }
@@ -145,19 +146,20 @@ pub async fn validate(State(st): S, Path(id): Path<String>) -> R {
     let id = plan_id(&id)?;
     let changes = book(&st).await?.get(id)?.changes();
     let cat = st.catalog();
-    let j = tokio::task::spawn_blocking(move || {
-        let t = std::time::Instant::now();
-        let world = check::World::new(&cat, &changes)?;
-        let report = check::validate(&world);
-        Some(publish::validation_json(
-            &world,
-            &report,
-            t.elapsed().as_secs_f64() * 1000.0,
-        ))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .ok_or_else(|| ApiError::bad_request("this store has no grids layer"))?;
+    let j = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let t = std::time::Instant::now();
+            let world = check::World::new(&cat, &changes)?;
+            let report = check::validate(&world);
+            Some(publish::validation_json(
+                &world,
+                &report,
+                t.elapsed().as_secs_f64() * 1000.0,
+            ))
+        })
+        .await?
+        .ok_or_else(|| ApiError::bad_request("this store has no grids layer"))?;
     Ok(Json(j).into_response())
 }
 

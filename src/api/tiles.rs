@@ -5,6 +5,7 @@ use super::error::ApiError;
 use crate::tiles::cache::TileKey;
 use crate::tiles::mercator::TileId;
 use crate::tiles::{render, resolve_layers};
+use crate::work::Lane;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -73,13 +74,13 @@ pub async fn tile(
         let generation = st.tiles.generation();
         let cat = st.catalog();
         let (cfg, names) = (st.config.tiles.clone(), names.clone());
-        let got = st
-            .tiles
-            .get_or_render(key.clone(), generation, move || {
-                render(&cat, &cfg, &names, t)
-            })
-            .await
-            .map_err(ApiError::internal)?;
+        let work = st.work.clone();
+        // Detached: other requests for the same tile may be waiting on it.
+        let job = async move {
+            work.run_detached(Lane::Tiles, move || render(&cat, &cfg, &names, t))
+                .await
+        };
+        let got = st.tiles.get_or_render(key.clone(), generation, job).await?;
         if got.is_some() {
             entry = got;
             break;
@@ -90,9 +91,10 @@ pub async fn tile(
         None => {
             let cat = st.catalog();
             let cfg = st.config.tiles.clone();
-            let raw = tokio::task::spawn_blocking(move || render(&cat, &cfg, &names, t))
-                .await
-                .map_err(|e| ApiError::internal(format!("tile rendering failed: {e}")))?;
+            let raw = st
+                .work
+                .run(Lane::Tiles, move || render(&cat, &cfg, &names, t))
+                .await?;
             Arc::new(crate::tiles::cache::TileEntry::new(raw, 0))
         }
     };

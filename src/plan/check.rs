@@ -356,6 +356,7 @@ pub fn validate(world: &World) -> Report {
     // Parents whose children must be checked.
     let mut parents: BTreeSet<String> = BTreeSet::new();
     for code in &world.changed {
+        crate::work::checkpoint();
         if let Some(old) = world.published(code) {
             area = union(area, old.geometry.bounding_rect());
             if let Some(p) = world.parent_of(code, &old) {
@@ -372,6 +373,7 @@ pub fn validate(world: &World) -> Report {
         }
     }
     for p in &parents {
+        crate::work::checkpoint();
         let Some(pg) = world.grid(p) else { continue };
         let kids = world.children(p);
         if kids.is_empty() {
@@ -404,6 +406,7 @@ pub fn validate(world: &World) -> Report {
             .collect();
         for i in 0..comp.len() {
             for j in i + 1..comp.len() {
+                crate::work::checkpoint();
                 if !touched(&comp[i].0) && !touched(&comp[j].0) {
                     continue;
                 }
@@ -451,6 +454,7 @@ pub fn validate(world: &World) -> Report {
     let (moved, counts) = impact(world, area);
     // Micro-grids hold 30–100 households.
     for code in &world.changed {
+        crate::work::checkpoint();
         let Some(Some(g)) = world.changes.get(code) else {
             continue;
         };
@@ -549,6 +553,7 @@ fn impact(world: &World, area: Option<Rect>) -> (Vec<Moved>, BTreeMap<String, (C
         let status = l.def.prop_index("status");
         let households = l.def.prop_index("households");
         for i in l.in_rect(area) {
+            crate::work::checkpoint();
             let f = &l.features[i as usize];
             if layer == builtin::EVENTS
                 && status

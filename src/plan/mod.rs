@@ -24,7 +24,7 @@ use crate::model::{
     Feature, GeomKind, GridCode, GridLevel, LayerDef, PropDef, PropType, Value, builtin,
 };
 use crate::store::{ChangeSet, Op, Store, StoreError};
-use geo::{Area, BoundingRect, Coord, Geometry, LineString, MultiPolygon, Validation};
+use geo::{Area, BoundingRect, Coord, Geometry, LineString, MultiPolygon};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as J, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +43,14 @@ pub enum PlanError {
     /// Publish or revert refused: why, as JSON (`violations`, `conflicts`).
     Refused(String, J),
     Store(String),
+    /// Validation did not finish: the pool was full or the budget spent.
+    Work(crate::work::WorkError),
+}
+
+impl From<crate::work::WorkError> for PlanError {
+    fn from(e: crate::work::WorkError) -> Self {
+        PlanError::Work(e)
+    }
 }
 
 impl From<StoreError> for PlanError {
@@ -498,13 +506,22 @@ pub fn parse_area(g: &J, what: &str) -> Result<MultiPolygon> {
             ));
         }
     };
+    let n = geo::CoordsIter::coords_count(&mp);
+    if n > crate::query::MAX_AREA_VERTICES {
+        return bad(format!(
+            "{what}: {n} vertices; at most {}",
+            crate::query::MAX_AREA_VERTICES
+        ));
+    }
     for c in geo::CoordsIter::coords_iter(&mp) {
         coord([c.x, c.y], what)?;
     }
     if mp.0.is_empty() {
         return bad(format!("{what}: empty geometry"));
     }
-    if let Err(e) = mp.check_validation() {
+    // O(n log n) for large outlines (geo's check compares every pair).
+    if let Err(e) = crate::query::valid::check_area(&mp) {
+        let e = e.trim_start_matches("area is not a valid polygon: ");
         return bad(format!("{what}: invalid polygon: {e}"));
     }
     Ok(mp)
@@ -665,6 +682,12 @@ pub fn apply_op(
             })
         }
         OpBody::Split { code, line } => {
+            if line.len() > 10_000 {
+                return bad(format!(
+                    "a split line has at most 10000 points, not {}",
+                    line.len()
+                ));
+            }
             let g = get(work, code)?;
             let pts = line
                 .iter()

@@ -72,12 +72,13 @@ pub async fn publish(
     }
     let cat2 = cat.clone();
     let changes2 = changes.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        World::new(&cat2, &changes2).map(|w| check::validate(&w))
-    })
-    .await
-    .map_err(|e| PlanError::Store(e.to_string()))?
-    .ok_or_else(|| PlanError::BadRequest("this store has no grids layer".into()))?;
+    let report = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            World::new(&cat2, &changes2).map(|w| check::validate(&w))
+        })
+        .await?
+        .ok_or_else(|| PlanError::BadRequest("this store has no grids layer".into()))?;
     if !report.ok() {
         return Err(PlanError::Refused(
             format!(
@@ -534,19 +535,20 @@ async fn preview(
         })
         .collect();
     let (cat2, changes2) = (cat.clone(), changes.clone());
-    let (report_ok, violations, impact) = tokio::task::spawn_blocking(move || {
-        World::new(&cat2, &changes2).map(|w| {
-            let r = check::validate(&w);
-            (
-                r.ok(),
-                r.violations.iter().map(|v| v.to_json()).collect::<Vec<_>>(),
-                r.impact_json(&w),
-            )
+    let (report_ok, violations, impact) = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            World::new(&cat2, &changes2).map(|w| {
+                let r = check::validate(&w);
+                (
+                    r.ok(),
+                    r.violations.iter().map(|v| v.to_json()).collect::<Vec<_>>(),
+                    r.impact_json(&w),
+                )
+            })
         })
-    })
-    .await
-    .map_err(|e| PlanError::Store(e.to_string()))?
-    .ok_or_else(|| PlanError::BadRequest("this store has no grids layer".into()))?;
+        .await?
+        .ok_or_else(|| PlanError::BadRequest("this store has no grids layer".into()))?;
     Ok(json!({
         "dry_run": true,
         "code": code,

@@ -36,7 +36,11 @@ use std::borrow::Cow;
 /// How deeply a filter may nest before it is refused (keeps recursion bounded).
 const MAX_DEPTH: usize = 64;
 /// Most vertices the geometries of one filter may have together.
-const MAX_VERTICES: usize = 100_000;
+pub const MAX_VERTICES: usize = 10_000;
+/// Most values of one `IN` list.
+pub const MAX_IN_ITEMS: usize = 10_000;
+/// Longest filter text accepted, bytes.
+pub const MAX_FILTER_BYTES: usize = 1024 * 1024;
 
 /// The language a filter is written in (`filter-lang`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,23 +60,80 @@ impl Lang {
 }
 
 /// Parses a filter in either encoding. The error says where it went wrong.
+///
+/// Every filter is bounded: at most [`MAX_FILTER_BYTES`] long and nested
+/// at most [`MAX_DEPTH`] deep, found in linear time before anything deep is
+/// built, so no input can make parsing recurse or backtrack without bound.
 pub fn parse(src: &str, lang: Lang) -> Result<Expr, String> {
     if src.trim().is_empty() {
         return Err("filter is empty".into());
     }
+    if src.len() > MAX_FILTER_BYTES {
+        return Err(format!(
+            "filter is {} bytes long; at most {MAX_FILTER_BYTES}",
+            src.len()
+        ));
+    }
     match lang {
-        Lang::Text => cql2::parse_text(src).map_err(|e| {
-            // pest's messages span several lines with an arrow; keep them.
-            format!("filter is not valid cql2-text: {e}")
-        }),
+        // Our own parser, not `cql2::parse_text`: the crate's pest grammar
+        // backtracks ×2 per level of a failing nested input (18 bytes of
+        // `(` take 1.1 s, 24 bytes 50 s) and recurses without a bound (725
+        // bytes of balanced parentheses overflow a 2 MiB stack). This one is
+        // linear, counts depth as it descends, and builds the same `Expr`.
+        Lang::Text => super::cql2_text::parse_text(
+            src,
+            &super::cql2_text::Limits {
+                max_len: MAX_FILTER_BYTES,
+                max_depth: MAX_TEXT_DEPTH,
+            },
+        )
+        .map_err(|e| format!("filter is not valid cql2-text: {e}")),
         Lang::Json => {
+            check_json_depth(src)?;
             cql2::parse_json(src).map_err(|e| format!("filter is not valid cql2-json: {e}"))
         }
     }
 }
 
+/// How deeply cql2-text may nest: [`super::cql2_text`] counts every level
+/// as it enters it, so parsing never recurses deeper.
+pub const MAX_TEXT_DEPTH: usize = MAX_DEPTH;
+
+/// Refuses cql2-json nested deeper than the compiler accepts, in one pass
+/// over the text (brackets outside strings), before serde builds anything.
+fn check_json_depth(src: &str) -> Result<(), String> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (at, c) in src.bytes().enumerate() {
+        if in_str {
+            match c {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > 3 * MAX_DEPTH {
+                    return Err(format!(
+                        "filter nests deeper than {MAX_DEPTH} levels (at byte {at})"
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses a cql2-json filter already decoded as JSON.
 pub fn parse_value(v: &serde_json::Value) -> Result<Expr, String> {
+    // serde_json's own parser stops at 128 levels, so `v` is at most that
+    // deep; the compiler refuses beyond MAX_DEPTH with a message.
     serde_json::from_value::<Expr>(v.clone())
         .map_err(|e| format!("filter is not valid cql2-json: {e}"))
 }
@@ -141,6 +202,11 @@ enum Node {
     },
     Between(Operand, Operand, Operand),
     In(Operand, Vec<Operand>),
+    /// `IN` over a long list of text literals: a hash lookup per feature.
+    InText(Operand, std::collections::HashSet<String>),
+    /// `IN` over a long list of number or instant literals (sorted bits).
+    InNum(Operand, Vec<f64>),
+    InTime(Operand, Vec<i64>),
     IsNull(Operand),
     Spatial(SpatialOp, GeomOperand, GeomOperand),
     Temporal(TemporalOp, TimeOperand, TimeOperand),
@@ -445,6 +511,12 @@ impl Cx<'_> {
                 let Expr::Array(items) = args[1].as_ref() else {
                     return Err("IN needs a list: x IN (a, b, …)".into());
                 };
+                if items.len() > MAX_IN_ITEMS {
+                    return Err(format!(
+                        "the IN list has {} values; at most {MAX_IN_ITEMS}",
+                        items.len()
+                    ));
+                }
                 let mut list = Vec::with_capacity(items.len());
                 let mut x = x;
                 for it in items {
@@ -453,7 +525,7 @@ impl Cx<'_> {
                     x = nx;
                     list.push(no);
                 }
-                Ok(Node::In(x, list))
+                Ok(in_node(x, list))
             }
             "casei" | "+" | "-" | "*" | "/" | "%" | "^" | "div" => {
                 Err(format!("{op}(…) is a value, not a condition"))
@@ -676,6 +748,48 @@ fn prop_ty(t: PropType) -> Ty {
 
 /// Checks that two operands can be compared; text literals compared with
 /// instants are read as instants.
+/// `x IN (list)`: a set lookup when the list is long and all literals of
+/// one type (the answer is the same as comparing one by one: a list of
+/// non-null literals is unknown only when `x` is null or of another type).
+fn in_node(x: Operand, list: Vec<Operand>) -> Node {
+    if list.len() < 16 {
+        return Node::In(x, list);
+    }
+    let texts: Option<std::collections::HashSet<String>> = list
+        .iter()
+        .map(|o| match o {
+            Operand::Lit(Lit::Text(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    if let Some(set) = texts {
+        return Node::InText(x, set);
+    }
+    let nums: Option<Vec<f64>> = list
+        .iter()
+        .map(|o| match o {
+            Operand::Lit(Lit::Num(n)) if n.is_finite() => Some(*n),
+            _ => None,
+        })
+        .collect();
+    if let Some(mut v) = nums {
+        v.sort_by(f64::total_cmp);
+        return Node::InNum(x, v);
+    }
+    let times: Option<Vec<i64>> = list
+        .iter()
+        .map(|o| match o {
+            Operand::Lit(Lit::Time(t)) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    if let Some(mut v) = times {
+        v.sort_unstable();
+        return Node::InTime(x, v);
+    }
+    Node::In(x, list)
+}
+
 fn comparable(
     op: &str,
     a: Operand,
@@ -907,6 +1021,22 @@ impl Node {
                 }
                 acc
             }
+            Node::InText(x, set) => match x.eval(f) {
+                V::Text(s) => Some(set.contains(s.as_ref())),
+                _ => None,
+            },
+            Node::InNum(x, v) => match x.eval(f) {
+                // -0.0 equals 0.0, as compare says.
+                V::Num(n) => Some(
+                    v.binary_search_by(|p| p.partial_cmp(&n).unwrap_or(std::cmp::Ordering::Less))
+                        .is_ok(),
+                ),
+                _ => None,
+            },
+            Node::InTime(x, v) => match x.eval(f) {
+                V::Time(t) => Some(v.binary_search(&t).is_ok()),
+                _ => None,
+            },
             Node::IsNull(o) => Some(matches!(o.eval(f), V::Null)),
             Node::Spatial(op, a, b) => {
                 let (ga, gb) = (a.geom(f), b.geom(f));
@@ -1255,5 +1385,87 @@ mod tests {
         );
         assert_eq!(parse_instant("2026-02-30"), None);
         assert_eq!(parse_instant("yesterday"), None);
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::model::builtin;
+
+    /// Inputs that once took seconds to parse or overflowed the stack: each
+    /// is refused (or parsed) at once, whatever its length.
+    #[test]
+    fn nested_filters_are_refused_before_parsing() {
+        for n in [MAX_TEXT_DEPTH + 1, 100, 1_000, 100_000] {
+            let inputs = [
+                "(".repeat(n),
+                format!("{}a=1{}", "(".repeat(n), ")".repeat(n)),
+                format!("{}a=1", "NOT ".repeat(n)),
+                format!("{}1 = a", "-".repeat(n)),
+                format!("{}a", "a(".repeat(n)),
+                format!("{}1", "a BETWEEN (".repeat(n)),
+                format!("{}a=1", "(NOT ".repeat(n)),
+            ];
+            for src in &inputs {
+                let t = std::time::Instant::now();
+                let r = parse(src, Lang::Text);
+                let dt = t.elapsed();
+                assert!(r.is_err(), "{n}: {:?}… accepted", &src[..src.len().min(40)]);
+                if dt.as_millis() > 20 {
+                    eprintln!(
+                        "slow: {} bytes {:?}: {dt:?}",
+                        src.len(),
+                        &src[..src.len().min(30)]
+                    );
+                }
+            }
+        }
+        // Up to the bound, a filter nests as deep as it likes and parses.
+        let d = MAX_TEXT_DEPTH - 1;
+        let ok = format!("{}a=1{}", "(".repeat(d), ")".repeat(d));
+        assert!(parse(&ok, Lang::Text).is_ok());
+        // Worst case within the bound: an unbalanced input one level short.
+        for k in [1, 8, 16, 32, MAX_TEXT_DEPTH] {
+            let src = "(".repeat(k);
+            let t = std::time::Instant::now();
+            let _ = parse(&src, Lang::Text);
+            eprintln!("unbalanced depth {k}: {:?}", t.elapsed());
+            let src = format!("{}a=", "(".repeat(k));
+            let t = std::time::Instant::now();
+            let _ = parse(&src, Lang::Text);
+            eprintln!("unbalanced depth {k} + a=: {:?}", t.elapsed());
+        }
+    }
+
+    #[test]
+    fn deep_json_is_refused() {
+        let src = format!(
+            "{}true{}",
+            "{\"op\":\"not\",\"args\":[".repeat(1000),
+            "]}".repeat(1000)
+        );
+        assert!(parse(&src, Lang::Json).is_err());
+    }
+
+    #[test]
+    fn long_in_lists_are_bounded_and_fast() {
+        let def = builtin::layer(builtin::EVENTS).expect("events");
+        let list = |n: usize| {
+            let items: Vec<String> = (0..n).map(|i| format!("'c{i}'")).collect();
+            format!("category IN ({})", items.join(","))
+        };
+        let e = parse(&list(MAX_IN_ITEMS), Lang::Text).expect("parses");
+        let f = compile(&e, &def).expect("compiles");
+        let mut p = vec![Value::Null; def.properties.len()];
+        let k = def.prop_index("category").expect("category");
+        p[k] = Value::Text("c9999".into());
+        let g = Geometry::Point(Point::new(112.9, 28.2));
+        assert!(f.matches(1, &g, &p));
+        p[k] = Value::Text("nope".into());
+        assert!(!f.matches(1, &g, &p));
+        let e = parse(&list(MAX_IN_ITEMS + 1), Lang::Text).expect("parses");
+        let err = compile(&e, &def).expect_err("over the bound");
+        assert!(err.contains("at most"), "{err}");
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! The R-tree narrows candidates by envelope; the exact predicate decides.
 
+pub mod cql2_text;
 pub mod filter;
+pub mod valid;
 
 use crate::index::{Catalog, LayerIndex, NO_GRID};
 use crate::model::{GridLevel, builtin};
 use geo::{
     BoundingRect, Closest, ClosestPoint, Contains, Coord, Distance, Geometry, Haversine,
-    Intersects, MapCoords, MultiPolygon, Point, Polygon, Rect, Validation,
+    Intersects, MapCoords, MultiPolygon, Point, Polygon, Rect,
 };
 
 /// Mean Earth radius used for local metric projections (haversine's).
@@ -25,7 +27,7 @@ const R_EARTH: f64 = 6_371_008.8;
 /// Largest radius accepted, metres.
 pub const MAX_RADIUS_M: f64 = 100_000.0;
 /// Most vertices an area polygon may have.
-pub const MAX_AREA_VERTICES: usize = 100_000;
+pub const MAX_AREA_VERTICES: usize = 25_000;
 
 /// A query area.
 #[derive(Clone, Debug)]
@@ -102,9 +104,7 @@ impl Area {
                 for c in geo::CoordsIter::coords_iter(&m) {
                     check_lonlat(c.x, c.y)?;
                 }
-                if let Err(e) = m.check_validation() {
-                    return Err(format!("area is not a valid polygon: {e}"));
-                }
+                valid::check_area(&m)?;
                 Ok(Area::Polygon(m))
             }
             Some(t) => Err(format!("area of type {t:?} is not supported: use a Polygon or MultiPolygon")),
@@ -270,6 +270,7 @@ impl Raster {
         }
         let mut xs: Vec<f64> = Vec::new();
         for cy in 0..n {
+            crate::work::checkpoint();
             let y = rect.min().y + (cy as f64 + 0.5) * rect.height() / n as f64;
             xs.clear();
             for ring in &rings {
@@ -331,6 +332,7 @@ impl<'a> Selector<'a> {
         let mut out: Vec<u32> = layer
             .entries_in_rect(env)
             .filter(|e| {
+                crate::work::checkpoint();
                 // A point's R-tree entry is the point: the raster decides most
                 // of them without a trip to the feature (a cache miss each).
                 if let Some(r) = &self.raster {
@@ -494,6 +496,7 @@ impl Plan {
         let mut hits = selector.select(layer);
         if let Some(Some(f)) = self.filters.get(k) {
             hits.retain(|&i| {
+                crate::work::checkpoint();
                 let feat = &layer.features[i as usize];
                 f.matches(feat.id, &feat.geometry, &feat.properties)
             });

@@ -113,30 +113,29 @@ impl TileCache {
     }
 
     /// The cached tile, or `render` run once (for all concurrent callers).
-    /// `Ok(None)`: what came back was rendered before a change that touches
-    /// this tile (it has been dropped); render again from a fresh snapshot.
+    /// `render` is the future of an encoded tile (a job on the tile lane of
+    /// [`crate::work::Work`]). `Ok(None)`: what came back was rendered
+    /// before a change that touches this tile (it has been dropped); render
+    /// again from a fresh snapshot.
     pub async fn get_or_render<F>(
         &self,
         key: TileKey,
         generation: u64,
         render: F,
-    ) -> Result<Option<Arc<TileEntry>>, String>
+    ) -> Result<Option<Arc<TileEntry>>, crate::work::WorkError>
     where
-        F: FnOnce() -> Vec<u8> + Send + 'static,
+        F: std::future::Future<Output = Result<Vec<u8>, crate::work::WorkError>> + Send + 'static,
     {
         let rendered = self.rendered.clone();
         let e = self
             .cache
             .try_get_with(key.clone(), async move {
-                tokio::task::spawn_blocking(move || {
-                    rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Arc::new(TileEntry::new(render(), generation))
-                })
-                .await
-                .map_err(|e| format!("tile rendering failed: {e}"))
+                let raw = render.await?;
+                rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, crate::work::WorkError>(Arc::new(TileEntry::new(raw, generation)))
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (*e).clone())?;
         if self.stale(&key, e.generation) {
             self.cache.invalidate(&key).await;
             return Ok(None);
@@ -257,19 +256,25 @@ mod tests {
         // finishes after the invalidation: it must not be served or kept.
         let before = cache.generation();
         cache.invalidate_bbox(inside);
-        let got = cache.get_or_render(k.clone(), before, || vec![1]).await;
+        let got = cache
+            .get_or_render(k.clone(), before, async { Ok(vec![1]) })
+            .await;
         assert!(matches!(got, Ok(None)), "stale render served");
         cache.run_pending_tasks().await;
         assert!(!cache.contains(&k), "stale render kept");
 
         // Rendered after the change: served and kept.
         let now = cache.generation();
-        let got = cache.get_or_render(k.clone(), now, || vec![2]).await;
+        let got = cache
+            .get_or_render(k.clone(), now, async { Ok(vec![2]) })
+            .await;
         assert_eq!(got.ok().flatten().map(|e| e.raw.to_vec()), Some(vec![2]));
 
         // A change elsewhere does not make older tiles here stale.
         cache.invalidate_bbox(elsewhere);
-        let got = cache.get_or_render(k.clone(), now, || vec![3]).await;
+        let got = cache
+            .get_or_render(k.clone(), now, async { Ok(vec![3]) })
+            .await;
         assert_eq!(got.ok().flatten().map(|e| e.raw.to_vec()), Some(vec![2]));
 
         // Once the history of changes is longer than remembered, an old
@@ -279,7 +284,7 @@ mod tests {
             cache.invalidate_bbox(elsewhere);
         }
         let k2 = key(14, 13_331, 6_900);
-        let got = cache.get_or_render(k2, old, || vec![4]).await;
+        let got = cache.get_or_render(k2, old, async { Ok(vec![4]) }).await;
         assert!(matches!(got, Ok(None)));
     }
 }

@@ -450,6 +450,7 @@ fn render_plain(
         .filter_map(|(_, p, v, _)| Some((li.def.prop_index(p)?, v.as_str())))
         .collect();
     for &i in cands {
+        crate::work::checkpoint();
         let f = &li.features[i as usize];
         if hidden
             .iter()
@@ -535,6 +536,7 @@ fn render_grid_labels(
 ) {
     let extent = f64::from(cfg.extent);
     for &i in cands {
+        crate::work::checkpoint();
         let f = &li.features[i as usize];
         let code = f
             .get(&li.def, "code")
@@ -586,6 +588,7 @@ fn render_grids(
     // level is one coverage; dedicated grids are simplified alone.
     let mut groups: BTreeMap<(u8, bool), Vec<u32>> = BTreeMap::new();
     for &i in cands {
+        crate::work::checkpoint();
         let f = &li.features[i as usize];
         let code = f
             .get(&li.def, "code")
@@ -709,6 +712,7 @@ fn render_clusters(
     let hh_i = li.def.prop_index("households");
     let mut cells: BTreeMap<(u32, u32), Cell> = BTreeMap::new();
     for &i in cands {
+        crate::work::checkpoint();
         let f = &li.features[i as usize];
         let Some(p) = crate::index::representative_point(&f.geometry) else {
             continue;
