@@ -138,8 +138,46 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// An async worker that goes idle asks mimalloc to hand back the pages it
+/// freed, at most once a second per thread. Without it, the memory of
+/// 10,000 live-stream subscribers stayed in the two workers' heaps after
+/// they left (RSS 185 → 410 MB, and still 410 MB 5 minutes later; a
+/// collect on every thread brought it to 175 MB: BENCHMARKS.md, #13).
+fn collect_when_idle() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| {
+        let now = Instant::now();
+        if last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        last.set(Some(now));
+        // SAFETY: mi_collect only walks the calling thread's own heap.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    });
+}
+
+fn main() -> std::process::ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(collect_when_idle)
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(async_main()),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -467,6 +467,7 @@ pub async fn query(
     body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Json(q) = body?;
+    q.precheck().map_err(ApiError::bad_request)?;
     let c = st.catalog();
     // Parsing the area, compiling filters and selecting are all CPU work
     // bounded by the heavy lane's budget, off the async workers.

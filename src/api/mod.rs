@@ -347,10 +347,31 @@ impl Running {
     }
 }
 
+/// Listens on `addr` with a backlog of 4,096: the default 128 overflowed
+/// when 2,000 clients connected at once (a wall of screens reconnecting
+/// after a restart), and the kernel left 200 of them believing they were
+/// connected to a server that never saw them (BENCHMARKS.md, #13).
+async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        match sock.bind(a).and_then(|()| sock.listen(4096)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
+}
+
 /// Binds `addr` (port 0 picks a free one) and serves until `stop`, SIGINT or
 /// SIGTERM, finishing in-flight requests first.
 pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = listen(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
