@@ -221,7 +221,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::map_response(
             error::problem_for_bare_errors,
         ))
-        .layer(tower_http::compression::CompressionLayer::new())
+        // Responses are compressed on the async workers as they are written
+        // (tiles come pre-gzipped and are skipped): at the default level, a
+        // whole-district answer's deflate was 80 % of those workers' CPU and
+        // the cached-tile p99 under load 85–100 ms (BENCHMARKS.md, #13). The
+        // fastest level costs a few percent of size.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 error::problem(
