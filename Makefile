@@ -12,6 +12,7 @@ REPLAY ?=
 
 run: build web-deps
 	@test -f $(STORE) || ./target/release/onemap demo --store $(STORE) --scale $(SCALE)
+	@test -f $(STORE).accounts.txt || echo "note: $(STORE) has no demo accounts file (made before sign-in existed?): run 'make demo' to regenerate it, or add an account with './target/release/onemap user add NAME --role admin --store $(STORE)'"
 	@if [ -n "$(REPLAY)" ]; then \
 		(sleep 3; ./target/release/onemap replay --store $(STORE) --url http://$(BIND) --rate $(REPLAY)) & \
 	fi; \

@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let t = Instant::now();
         let store: Arc<dyn onemap::store::Store> = onemap::store::open(path.to_str().unwrap_or_default()).await?;
-        let st = onemap::api::load_state(store, onemap::api::Config::default()).await?;
+        let st = onemap::app::load(store, onemap::app::Config::default()).await?;
         println!("store {} loaded in {:.1} s", src.display(), t.elapsed().as_secs_f64());
         let cat = st.catalog();
         // The street with the most micro-grids.

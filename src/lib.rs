@@ -2,6 +2,8 @@
 //! command centres. See ARCHITECTURE.md for the map of the code.
 
 pub mod api;
+pub mod app;
+pub mod auth;
 pub mod demo;
 pub mod import;
 pub mod index;

@@ -61,6 +61,42 @@ enum Command {
         /// Most open connections from one client address; more are refused.
         #[arg(long, default_value_t = 512)]
         conns_per_client: usize,
+        /// Roles that must give a TOTP code at login (comma-separated,
+        /// e.g. admin,planner).
+        #[arg(long, value_delimiter = ',')]
+        require_2fa: Vec<String>,
+        /// Minutes without a request before a web session ends.
+        #[arg(long, default_value_t = 30)]
+        session_idle_min: u64,
+        /// Origins whose pages may call the API (CORS); none by default.
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
+        /// Queries, exports and OGC item pages per principal per minute
+        /// (0: unlimited); more get 429 with Retry-After.
+        #[arg(long, default_value_t = 600)]
+        rate_per_minute: u32,
+        /// Serve HTTPS with this certificate chain (PEM) and --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Accounts of people who sign in on the web pages.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Machine tokens (the 12345 bridge, GDAL, QGIS) and kiosk tokens (a
+    /// wall screen).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Import a GeoJSON or CSV file into a new or an existing layer.
     Import {
@@ -101,6 +137,10 @@ enum Command {
         /// Stop after this many orders.
         #[arg(long)]
         limit: Option<usize>,
+        /// An operator token; by default the demo's `replay` token from the
+        /// accounts file next to the store.
+        #[arg(long, env = "ONEMAP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Generate the fictional demo district (示范区) into a new store.
     Demo {
@@ -121,6 +161,12 @@ enum Command {
         /// Replace the file if it exists.
         #[arg(long)]
         force: bool,
+        /// Where the demo accounts' passwords and tokens are written
+        /// (owner-only); by default next to the store
+        /// (`STORE.accounts.txt`), or ./onemap-demo-accounts.txt for a
+        /// database.
+        #[arg(long)]
+        accounts_file: Option<PathBuf>,
     },
     /// Copy a whole store into a new one, GeoPackage ↔ PostGIS: layers,
     /// features (ids, versions), id counters, the change log and metadata.
@@ -136,6 +182,361 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Where a command's store is.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// The GeoPackage file.
+    #[arg(long, default_value = "data/onemap.gpkg", env = "ONEMAP_STORE")]
+    store: PathBuf,
+    /// A PostGIS database (postgres://user:password@host:port/db) instead
+    /// of the GeoPackage.
+    #[arg(long, env = "ONEMAP_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> anyhow::Result<onemap::store::copy::Opened> {
+        match &self.database {
+            Some(url) => onemap::store::copy::Opened::open(url).await,
+            None => {
+                if !self.store.exists() {
+                    anyhow::bail!("{} does not exist", self.store.display());
+                }
+                onemap::store::copy::Opened::open(&self.store.to_string_lossy()).await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-stdin a random password is made and
+    /// printed once.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Grid codes the user may see and change (repeat); none: all.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// Disable a user (sessions end; the record and its history stay).
+    Disable {
+        name: String,
+        /// Enable again instead.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// Set a user's password (and clear a lock after failed logins).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// Enrol a TOTP second factor and print its otpauth:// link (or
+    /// --remove it).
+    Totp {
+        name: String,
+        #[arg(long)]
+        remove: bool,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed alone on the last line, once.
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        scope: Vec<String>,
+        #[arg(long, default_value = "token")]
+        name: String,
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// A wall screen's token: opened once as http://HOST/kiosk/TOKEN.
+        #[arg(long)]
+        kiosk: bool,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// Revoke tokens by id or name.
+    Revoke {
+        id_or_name: String,
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first bad row.
+    Verify {
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+}
+
+fn cli_principal() -> onemap::auth::Principal {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    onemap::auth::Principal::system(&format!("cli:{user}"))
+}
+
+fn parse_role(s: &str) -> anyhow::Result<onemap::auth::Role> {
+    onemap::auth::Role::parse(s).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown role {s:?}: one of {}",
+            onemap::auth::ROLES.map(|r| r.as_str()).join(", ")
+        )
+    })
+}
+
+fn read_password(stdin: bool) -> anyhow::Result<Option<String>> {
+    if !stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    Ok(Some(pw))
+}
+
+async fn user_command(c: UserCommand) -> anyhow::Result<()> {
+    use onemap::auth::accounts;
+    let by = cli_principal();
+    match c {
+        UserCommand::Add {
+            name,
+            role,
+            scope,
+            password_stdin,
+            at,
+        } => {
+            let role = parse_role(&role)?;
+            let given = read_password(password_stdin)?;
+            let pw = given.clone().unwrap_or_else(random_password);
+            let s = at.open().await?;
+            let r = accounts::add_user(
+                s.store(),
+                &by,
+                "cli",
+                accounts::NewUser {
+                    name: name.clone(),
+                    role,
+                    scope,
+                    password: pw.clone(),
+                },
+            )
+            .await;
+            s.close().await;
+            let u = r?;
+            eprintln!("added {} ({})", u.name, u.role);
+            if given.is_none() {
+                println!("password (shown once):");
+                println!("{pw}");
+            }
+            Ok(())
+        }
+        UserCommand::List { at } => {
+            let s = at.open().await?;
+            let r = accounts::list_users(s.store()).await;
+            s.close().await;
+            for u in r? {
+                println!("{}", u.public());
+            }
+            Ok(())
+        }
+        UserCommand::Disable { name, enable, at } => {
+            change(
+                &at,
+                &by,
+                &name,
+                accounts::UserChange {
+                    disabled: Some(!enable),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            eprintln!("{name} {}", if enable { "enabled" } else { "disabled" });
+            Ok(())
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+            at,
+        } => {
+            let given = read_password(password_stdin)?;
+            let pw = given.clone().unwrap_or_else(random_password);
+            change(
+                &at,
+                &by,
+                &name,
+                accounts::UserChange {
+                    password: Some(pw.clone()),
+                    unlock: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            eprintln!("password of {name} set");
+            if given.is_none() {
+                println!("password (shown once):");
+                println!("{pw}");
+            }
+            Ok(())
+        }
+        UserCommand::Totp { name, remove, at } => {
+            let (_, url) = change(
+                &at,
+                &by,
+                &name,
+                accounts::UserChange {
+                    totp: Some(!remove),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            match url {
+                Some(u) => {
+                    eprintln!("add this to the authenticator app of {name} (shown once):");
+                    println!("{u}");
+                }
+                None => eprintln!("second factor of {name} removed"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn random_password() -> String {
+    let s = onemap::auth::accounts::new_secret("");
+    format!("Om-{}-{}", &s[..10], &s[10..20].to_uppercase())
+}
+
+async fn change(
+    at: &StoreArgs,
+    by: &onemap::auth::Principal,
+    name: &str,
+    c: onemap::auth::accounts::UserChange,
+) -> anyhow::Result<(onemap::auth::User, Option<String>)> {
+    let s = at.open().await?;
+    let r = onemap::auth::accounts::change_user(s.store(), by, "cli", name, c).await;
+    s.close().await;
+    r
+}
+
+async fn token_command(c: TokenCommand) -> anyhow::Result<()> {
+    use onemap::auth::accounts;
+    let by = cli_principal();
+    match c {
+        TokenCommand::Create {
+            role,
+            scope,
+            name,
+            expires_days,
+            kiosk,
+            at,
+        } => {
+            let role = parse_role(&role)?;
+            let s = at.open().await?;
+            let r = accounts::create_token(
+                s.store(),
+                &by,
+                "cli",
+                accounts::NewToken {
+                    name,
+                    role,
+                    scope,
+                    expires_days,
+                    kiosk,
+                },
+            )
+            .await;
+            s.close().await;
+            let (t, secret) = r?;
+            println!(
+                "token {} ({}, {}{}) — shown once:",
+                t.id,
+                t.name,
+                t.role,
+                if t.kiosk {
+                    ", kiosk: open http://HOST/kiosk/TOKEN on the screen"
+                } else {
+                    ""
+                }
+            );
+            println!("{secret}");
+            Ok(())
+        }
+        TokenCommand::Revoke { id_or_name, at } => {
+            let s = at.open().await?;
+            let r = accounts::revoke_token(s.store(), &by, "cli", &id_or_name).await;
+            s.close().await;
+            for id in r? {
+                println!("revoked {id}");
+            }
+            Ok(())
+        }
+        TokenCommand::List { at } => {
+            let s = at.open().await?;
+            let r = accounts::list_tokens(s.store()).await;
+            s.close().await;
+            for t in r? {
+                println!("{}", t.public());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn audit_command(c: AuditCommand) -> anyhow::Result<bool> {
+    match c {
+        AuditCommand::Verify { at } => {
+            let s = at.open().await?;
+            let r = onemap::auth::audit::verify(s.store()).await;
+            s.close().await;
+            let v = r?;
+            match v.broken {
+                None => {
+                    println!("audit trail intact: {} row(s)", v.rows);
+                    Ok(true)
+                }
+                Some((seq, why)) => {
+                    println!(
+                        "audit trail broken at row {seq}: {why} ({} row(s) before it verified)",
+                        v.rows
+                    );
+                    Ok(false)
+                }
+            }
+        }
+    }
 }
 
 /// An async worker that goes idle asks mimalloc to hand back the pages it
@@ -199,16 +600,16 @@ async fn async_main() -> std::process::ExitCode {
 /// PostGIS, authentication) are final at once.
 async fn open_retrying(
     url: &str,
-    config: onemap::api::Config,
+    config: onemap::app::Config,
     wait: u64,
-) -> anyhow::Result<std::sync::Arc<onemap::api::AppState>> {
+) -> anyhow::Result<std::sync::Arc<onemap::app::App>> {
     use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut pause = Duration::from_millis(500);
     loop {
         let attempt = async {
             let s = onemap::store::open(url).await?;
-            onemap::api::load_state(s, config.clone()).await
+            onemap::app::load(s, config.clone()).await
         };
         let e = match attempt.await {
             Ok(state) => return Ok(state),
@@ -247,9 +648,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query_budget,
             max_subscribers,
             conns_per_client,
+            require_2fa,
+            session_idle_min,
+            cors_origins,
+            rate_per_minute,
+            tls_cert,
+            tls_key,
         } => {
-            let defaults = onemap::api::Config::default();
-            let config = onemap::api::Config {
+            let defaults = onemap::app::Config::default();
+            let require_2fa = require_2fa
+                .iter()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| parse_role(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(onemap::api::serve::Tls::load(&c, &k)?),
+                _ => None,
+            };
+            let config = onemap::app::Config {
                 body_limit,
                 web_dir: web,
                 styles_dir: styles,
@@ -263,6 +679,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..defaults.limits.clone()
                 },
                 max_subscribers,
+                auth: onemap::auth::Settings {
+                    require_2fa,
+                    session_idle: std::time::Duration::from_secs(session_idle_min.max(1) * 60),
+                    secure_cookies: tls.is_some(),
+                    ..defaults.auth.clone()
+                },
+                cors_origins,
+                rate_per_minute,
+                tls,
                 ..defaults
             };
             let state = match &database {
@@ -276,11 +701,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     let s = onemap::store::open(&store.to_string_lossy()).await?;
-                    onemap::api::load_state(s, config).await?
+                    onemap::app::load(s, config).await?
                 }
             };
+            if !state.auth.has_accounts() {
+                tracing::warn!(
+                    "the store has no accounts: nobody can sign in; add one with \
+                     `onemap user add NAME --role admin`"
+                );
+            }
+            let scheme = if state.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let running = onemap::api::start(state, &bind).await?;
-            tracing::info!("serving on http://{}", running.addr);
+            tracing::info!("serving on {scheme}://{}", running.addr);
             running.handle.await??;
             Ok(())
         }
@@ -321,6 +757,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             speed,
             limit,
+            token,
         } => {
             if !store.exists() {
                 anyhow::bail!(
@@ -328,12 +765,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     store.display()
                 );
             }
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let file = PathBuf::from(format!("{}.accounts.txt", store.display()));
+                    onemap::demo::accounts::read_secret(&file, "replay").map_err(|e| {
+                        anyhow::anyhow!("{e:#}: pass an operator token with --token")
+                    })?
+                }
+            };
             let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
             let opts = onemap::live::replay::Options {
                 url,
                 rate,
                 speed,
                 limit,
+                token: Some(token),
             };
             let sum = onemap::live::replay::run(&s, &opts).await?;
             eprintln!(
@@ -351,6 +798,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scale,
             seed,
             force,
+            accounts_file,
         } => {
             let sc = onemap::demo::Scale::parse(&scale).ok_or_else(|| {
                 anyhow::anyhow!("unknown scale {scale:?}: use district, city or small")
@@ -385,20 +833,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64(),
                 counts.join(", ")
             );
-            let target = match &database {
+            let (target, creds) = match &database {
                 Some(url) => {
                     let s = onemap::store::open(url).await?;
                     onemap::demo::write(s.as_ref(), g).await?;
-                    s.describe()
+                    let c = onemap::demo::accounts::create(s.as_ref()).await?;
+                    (s.describe(), c)
                 }
                 None => {
                     let s = onemap::store::gpkg::GpkgStore::open(&store).await?;
-                    onemap::demo::write(&s, g).await?;
+                    let r = async {
+                        onemap::demo::write(&s, g).await?;
+                        onemap::demo::accounts::create(&s).await
+                    }
+                    .await;
                     s.close().await;
-                    store.display().to_string()
+                    (store.display().to_string(), r?)
                 }
             };
             eprintln!("wrote {target} in {:.1}s", t0.elapsed().as_secs_f64());
+            let file = accounts_file.unwrap_or_else(|| match &database {
+                Some(_) => PathBuf::from("onemap-demo-accounts.txt"),
+                None => PathBuf::from(format!("{}.accounts.txt", store.display())),
+            });
+            onemap::demo::accounts::write_file(&file, &creds)?;
+            println!(
+                "demo accounts (shown once; also in {}, readable by you only):",
+                file.display()
+            );
+            for c in &creds {
+                let scope = if c.scope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" scope {}", c.scope.join(","))
+                };
+                match c.kind {
+                    "user" => println!(
+                        "  {:<8} {:<11} password {}{scope}",
+                        c.name,
+                        c.role.as_str(),
+                        c.secret
+                    ),
+                    "kiosk" => println!(
+                        "  kiosk    wall screen: open http://HOST/kiosk/{}",
+                        c.secret
+                    ),
+                    _ => println!("  token    {} ({}): {}", c.name, c.role.as_str(), c.secret),
+                }
+            }
+            Ok(())
+        }
+        Command::User { command } => user_command(command).await,
+        Command::Token { command } => token_command(command).await,
+        Command::Audit { command } => {
+            if !audit_command(command).await? {
+                anyhow::bail!("the audit trail does not verify");
+            }
             Ok(())
         }
         Command::Copy { from, to, force } => {

@@ -51,7 +51,7 @@ impl Shared {
     }
 }
 
-async fn server(shared: &Shared) -> (Arc<onemap::api::AppState>, common::TestServer) {
+async fn server(shared: &Shared) -> (Arc<onemap::app::App>, common::TestServer) {
     let (state, running) = common::serve_state(shared.open().await, common::config()).await;
     (state, common::client_for(running))
 }

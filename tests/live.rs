@@ -284,8 +284,15 @@ async fn duplicates_conflicts_and_bad_input_store_nothing() {
     assert_eq!(r.status(), 200);
     let fid = r.json::<J>().await.unwrap()["fid"].as_i64().unwrap();
     let h = store.history("events", fid).await.unwrap();
-    assert_eq!(h.last().map(|c| c.author.as_str()), Some("城管局 张三"));
-    assert_eq!(h.first().map(|c| c.author.as_str()), Some("api"));
+    // The token's name, with the person its source system named beside it.
+    assert_eq!(
+        h.last().map(|c| c.author.as_str()),
+        Some("token:test-admin[城管局 张三]")
+    );
+    assert_eq!(
+        h.first().map(|c| c.author.as_str()),
+        Some("token:test-admin")
+    );
     let seq1 = store.last_seq().await.unwrap();
     assert_eq!(seq1, seq0 + 1);
     let r = post(&srv, &o).await;
@@ -450,6 +457,7 @@ async fn replay_brings_the_demo_alive() {
         rate: 500.0,
         speed: 1e7,
         limit: Some(40),
+        token: Some(common::admin_token(&srv.running)),
     };
     let sum = onemap::live::replay::run(store.as_ref(), &opts)
         .await
@@ -507,8 +515,19 @@ fn an_acknowledged_order_survives_kill_9() {
         .local_addr()
         .unwrap()
         .port();
+    let made = std::process::Command::new(bin)
+        .args(["token", "create", "--role", "admin", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let token = String::from_utf8_lossy(&made.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     let (mut child, base) = start(port);
-    let client = reqwest::Client::new();
+    let client = common::bearer_client(&token);
     let o = rt.block_on(async {
         let g: J = client
             .get(format!("{base}/api/grids?level=micro"))

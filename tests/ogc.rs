@@ -404,13 +404,19 @@ async fn gdal_reads_every_collection_and_filters_on_the_server() {
     };
     let dir = common::tempdir();
     let (_, store) = common::demo_store(dir.path(), "small", 22).await;
+    // A department token, sent as README says: Basic with the token as
+    // the password (GDAL's stock settings).
+    let token = common::token(store.as_ref(), onemap::auth::Role::Department, &[]).await;
     let srv = common::serve(store.clone(), common::config()).await;
     let url = format!("OAPIF:{}/ogc", srv.base);
     let run = |args: Vec<String>| {
+        let userpwd = format!("gdal:{token}");
         tokio::task::spawn_blocking(move || {
             let out = std::process::Command::new(ogrinfo)
                 .args(&args)
                 .env("CPL_DEBUG", "ON")
+                .env("GDAL_HTTP_AUTH", "BASIC")
+                .env("GDAL_HTTP_USERPWD", userpwd)
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn server(pg: &common::pg::PgCluster) -> (Arc<onemap::api::AppState>, common::TestServer) {
+async fn server(pg: &common::pg::PgCluster) -> (Arc<onemap::app::App>, common::TestServer) {
     let store: Arc<dyn Store> = Arc::new(PostgisStore::open(&pg.url).await.expect("open"));
     let (state, running) = common::serve_state(store, common::config()).await;
     (state, common::client_for(running))
@@ -226,6 +226,14 @@ async fn serve_with_postgis_down_at_start() {
         return;
     };
     common::demo_postgis(&pg.url, "small", 32).await;
+    let token = {
+        let s = onemap::store::postgis::PostgisStore::open(&pg.url)
+            .await
+            .expect("open");
+        let t = common::token(&s, onemap::auth::Role::Viewer, &[]).await;
+        s.close().await;
+        t
+    };
     let with_password = pg.url.replace("postgres@", "postgres:s3cret@");
 
     // A database that does not exist: refused at once, not retried.
@@ -259,7 +267,9 @@ async fn serve_with_postgis_down_at_start() {
     })
     .await;
     assert!(up, "serving after the database came up");
-    let layers: J = reqwest::get(format!("{base}/api/layers"))
+    let layers: J = common::bearer_client(&token)
+        .get(format!("{base}/api/layers"))
+        .send()
         .await
         .unwrap()
         .json()

@@ -202,7 +202,7 @@ async fn errors_are_problem_json_and_change_nothing() {
     let dir = common::tempdir();
     let (_, store) = common::demo_store(dir.path(), "small", 4).await;
     let seq = store.last_seq().await.unwrap();
-    let config = onemap::api::Config {
+    let config = onemap::app::Config {
         body_limit: 64 * 1024,
         ..common::config()
     };

@@ -335,7 +335,18 @@ async fn http_errors_empty_tiles_etags_gzip_and_tilejson() {
 
     let (t, _) = some_tile(store.as_ref(), 14).await;
     let url = format!("{}/tiles/all/{}/{}/{}.mvt", srv.base, t.z, t.x, t.y);
-    let plain = reqwest::Client::builder().no_gzip().build().unwrap();
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        "authorization",
+        format!("Bearer {}", common::admin_token(&srv.running))
+            .parse()
+            .unwrap(),
+    );
+    let plain = reqwest::Client::builder()
+        .no_gzip()
+        .default_headers(auth)
+        .build()
+        .unwrap();
     let r = plain
         .get(&url)
         .header("accept-encoding", "identity")

@@ -7,17 +7,23 @@
 //! rows never sit in memory as one body: the server holds the matching
 //! feature indexes (4 bytes each) and the snapshot.
 
-use super::AppState;
+use super::App;
+use super::auth::Who;
 use super::error::ApiError;
+use crate::auth::Principal;
+use crate::index::scope::Scope;
 use crate::index::{Catalog, NO_GRID, representative_point};
 use crate::model::{GridLevel, Value};
 use crate::query::{Request, Selector};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::{Value as J, json};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Rows per streamed chunk.
@@ -96,26 +102,80 @@ fn attachment(res: &mut Response, content_type: &'static str, name: &str) {
 /// `GET /api/query.csv?q=`: one layer as CSV (UTF-8 with a BOM, so Excel
 /// reads Chinese text right): id, lon, lat (the representative point), the
 /// layer's properties, and the street/community/grid/micro codes.
-pub async fn csv(State(st): State<Arc<AppState>>, params: Params) -> Result<Response, ApiError> {
-    csv_of(&st, request_of(params)?).await
+pub async fn csv(
+    State(st): State<Arc<App>>,
+    Who(who): Who,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    csv_of(&st, &who, addr, request_of(params)?).await
 }
 
 /// `POST /api/query.csv` with the query as the body.
 pub async fn csv_post(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<App>>,
+    Who(who): Who,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let axum::Json(req) = body?;
-    csv_of(&st, req).await
+    csv_of(&st, &who, addr, req).await
 }
 
-async fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+/// What the audit trail keeps of a query: its area (shortened), layers and
+/// filter.
+pub fn audit_detail(q: &Request) -> J {
+    let mut area = serde_json::to_string(&q.area).unwrap_or_default();
+    if area.len() > 2000 {
+        let mut cut = 2000;
+        while !area.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        area.truncate(cut);
+        area.push('…');
+    }
+    json!({ "area": area, "layers": q.layers, "filter": q.filter })
+}
+
+/// Records a query or export of personal data (安全审计).
+pub async fn audit(
+    st: &App,
+    who: &Principal,
+    addr: SocketAddr,
+    action: &str,
+    mut detail: J,
+    rows: usize,
+) {
+    detail["rows"] = json!(rows);
+    let target = detail["layers"].to_string();
+    st.audit
+        .record(crate::auth::audit::entry(
+            &who.who,
+            who.role.as_str(),
+            action,
+            "ok",
+            &addr.ip().to_string(),
+            &target,
+            detail,
+        ))
+        .await;
+}
+
+async fn csv_of(
+    st: &App,
+    who: &Principal,
+    addr: SocketAddr,
+    req: Request,
+) -> Result<Response, ApiError> {
     let cat = st.catalog();
     let cat2 = cat.clone();
+    let detail = audit_detail(&req);
+    let scope = who.scope.clone();
     let (name, li, hits) = st
         .work
         .run(crate::work::Lane::Heavy, move || {
-            let plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            let mut plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            plan.scope = Scope::of(&cat2, &scope).map(Arc::new);
             if plan.layers.len() != 1 {
                 return Err(ApiError::bad_request(format!(
                     "a CSV export holds one layer; this query names {} (use query.geojson for several)",
@@ -135,6 +195,7 @@ async fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
     let hits = Arc::new(hits);
     let work = st.work.clone();
     tracing::info!(layer = %name, rows = hits.len(), "CSV export");
+    audit(st, who, addr, "export", detail, hits.len()).await;
     let stream = futures::stream::unfold(0usize, move |pos| {
         let (cat, hits, work) = (cat.clone(), hits.clone(), work.clone());
         async move {
@@ -201,28 +262,40 @@ async fn csv_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
 /// `GET /api/query.geojson?q=`: every matching feature of every layer named,
 /// as one FeatureCollection; each feature carries its `layer` and grid codes.
 pub async fn geojson(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<App>>,
+    Who(who): Who,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    geojson_of(&st, request_of(params)?).await
+    geojson_of(&st, &who, addr, request_of(params)?).await
 }
 
 /// `POST /api/query.geojson` with the query as the body.
 pub async fn geojson_post(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<App>>,
+    Who(who): Who,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let axum::Json(req) = body?;
-    geojson_of(&st, req).await
+    geojson_of(&st, &who, addr, req).await
 }
 
-async fn geojson_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
+async fn geojson_of(
+    st: &App,
+    who: &Principal,
+    addr: SocketAddr,
+    req: Request,
+) -> Result<Response, ApiError> {
     let cat = st.catalog();
     let cat2 = cat.clone();
+    let detail = audit_detail(&req);
+    let scope = who.scope.clone();
     let (layers, parts) = st
         .work
         .run(crate::work::Lane::Heavy, move || {
-            let plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            let mut plan = req.plan(&cat2).map_err(ApiError::bad_request)?;
+            plan.scope = Scope::of(&cat2, &scope).map(Arc::new);
             let selector = Selector::new(&plan.area);
             let mut parts: Vec<(usize, u32)> = Vec::new();
             for (k, name) in plan.layers.iter().enumerate() {
@@ -239,6 +312,7 @@ async fn geojson_of(st: &AppState, req: Request) -> Result<Response, ApiError> {
         .await??;
     let work = st.work.clone();
     tracing::info!(layers = ?layers, rows = parts.len(), "GeoJSON export");
+    audit(st, who, addr, "export", detail, parts.len()).await;
     let parts = Arc::new(parts);
     let stream = futures::stream::unfold(0usize, move |pos| {
         let (cat, parts, work) = (cat.clone(), parts.clone(), work.clone());

@@ -1,6 +1,6 @@
 //! Request handlers for the foundation endpoints.
 
-use super::AppState;
+use super::App;
 use super::error::ApiError;
 use crate::index::{Catalog, GridStats, LayerIndex, NO_GRID};
 use crate::model::{GridCode, GridLevel};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value as J, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 
 /// Health for load balancers and operators. 200 while the store answers;
 /// 503 while it does not, saying since when and what still works (reads
@@ -183,13 +183,22 @@ pub struct GridQuery {
 
 /// `GET /api/grids/{code}[?geometry=true]`: one grid, its path and
 /// children, aggregates, and (when asked) its outline.
+fn masked(who: &crate::auth::Principal, field: &str, v: J) -> J {
+    match v {
+        J::String(t) => J::String(who.mask(field, &t)),
+        other => other,
+    }
+}
+
 pub async fn grid(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     Path(code): Path<String>,
     q: Result<Query<GridQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let code = parse_code(&code)?;
+    check_scope(&who, code.as_str())?;
     let c = st.catalog();
     let (n, node) = c
         .grids
@@ -216,8 +225,9 @@ pub async fn grid(
         "level_zh": node.level.name_zh(),
         "kind": prop("kind"),
         "parent": prop("parent"),
-        "staff": prop("staff"),
-        "phone": prop("phone"),
+        // 脱敏 for roles that do not need the grid worker's name and number.
+        "staff": masked(&who, "staff", prop("staff")),
+        "phone": masked(&who, "phone", prop("phone")),
         "population": prop("population"),
         "households": c.stats[n as usize].households,
         "bbox": node.geometry.bounding_rect().map(|r| json!([r.min().x, r.min().y, r.max().x, r.max().y])),
@@ -314,12 +324,24 @@ fn grid_search(
 
 /// `GET /api/grids?level=street[&parent=code]`: the grids of one level (or
 /// the children of `parent`), with their aggregates; with `q`, a search.
+/// A grid outside a scoped principal's grids is answered as if it did not
+/// exist.
+pub fn check_scope(who: &crate::auth::Principal, code: &str) -> Result<(), ApiError> {
+    if who.covers(code) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no grid with code {code}")))
+    }
+}
+
 pub async fn grids_list(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     q: Result<Query<GridsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let c = st.catalog();
+    let scope = crate::index::scope::Scope::of(&c, &who.scope);
     let level = match q.level.as_deref() {
         None => None,
         Some(l) => Some(GridLevel::parse(l).ok_or_else(|| {
@@ -332,7 +354,13 @@ pub async fn grids_list(
         if q.parent.is_some() {
             return Err(ApiError::bad_request("q and parent cannot be combined"));
         }
-        return Ok(Json(grid_search(&c, text, level, q.limit.unwrap_or(20))?));
+        let mut found = grid_search(&c, text, level, q.limit.unwrap_or(20))?;
+        if let Some(sc) = &scope
+            && let Some(list) = found.get_mut("grids").and_then(J::as_array_mut)
+        {
+            list.retain(|g| g["code"].as_str().is_some_and(|code| sc.code(code)));
+        }
+        return Ok(Json(found));
     }
     if q.limit.is_some() {
         return Err(ApiError::bad_request("limit goes with q (a search)"));
@@ -355,6 +383,7 @@ pub async fn grids_list(
     };
     let items: Vec<J> = nodes
         .into_iter()
+        .filter(|&n| scope.as_ref().is_none_or(|s| s.node(n)))
         .filter(|&n| level.is_none_or(|l| c.grids.nodes[n as usize].level == l))
         .map(|n| {
             let mut b = node_brief(&c, n);
@@ -464,24 +493,43 @@ pub async fn locate_many(
 /// and the features themselves (GeoJSON, `limit` per page, `next` cursor).
 pub async fn query(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
     body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Json(q) = body?;
     q.precheck().map_err(ApiError::bad_request)?;
     let c = st.catalog();
+    let audit = super::export::audit_detail(&q);
+    let scope = who.scope.clone();
     // Parsing the area, compiling filters and selecting are all CPU work
     // bounded by the heavy lane's budget, off the async workers.
     let out = st
         .work
-        .run(crate::work::Lane::Heavy, move || query_json(&c, q))
+        .run(crate::work::Lane::Heavy, move || query_json(&c, q, &scope))
         .await??;
+    // Features of personal layers returned: audited (who, area, filter, rows).
+    let personal: usize = out
+        .get("layers")
+        .and_then(J::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !crate::auth::personal_fields(k).is_empty())
+                .filter_map(|(_, v)| v.get("features").and_then(J::as_array).map(Vec::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    if personal > 0 {
+        super::export::audit(&st, &who, addr, "query", audit, personal).await;
+    }
     Ok(Json(out))
 }
 
-fn query_json(c: &Catalog, q: crate::query::Request) -> Result<J, ApiError> {
+fn query_json(c: &Catalog, q: crate::query::Request, scope: &[String]) -> Result<J, ApiError> {
     use crate::query::Selector;
     use geo::{BooleanOps, GeodesicArea};
-    let plan = q.plan(c).map_err(ApiError::bad_request)?;
+    let mut plan = q.plan(c).map_err(ApiError::bad_request)?;
+    plan.scope = crate::index::scope::Scope::of(c, scope).map(std::sync::Arc::new);
     let area_poly = plan.area.polygon();
     let selector = Selector::new(&plan.area);
     let mut out = serde_json::Map::new();
@@ -561,6 +609,7 @@ pub const NEAREST_MAX_K: usize = 1000;
 /// `distance_m` (e.g. the cameras nearest an incident).
 pub async fn nearest(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     q: Result<Query<NearestQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -574,14 +623,22 @@ pub async fn nearest(
     let c = st.catalog();
     let features = st
         .work
-        .run(crate::work::Lane::Heavy, move || nearest_json(&c, &q, k))
+        .run(crate::work::Lane::Heavy, move || {
+            nearest_json(&c, &q, k, &who.scope)
+        })
         .await??;
     Ok(Json(
         json!({"type": "FeatureCollection", "features": features}),
     ))
 }
 
-fn nearest_json(c: &Catalog, q: &NearestQuery, k: usize) -> Result<Vec<J>, ApiError> {
+fn nearest_json(
+    c: &Catalog,
+    q: &NearestQuery,
+    k: usize,
+    scope: &[String],
+) -> Result<Vec<J>, ApiError> {
+    let scope = crate::index::scope::Scope::of(c, scope);
     let l = c
         .layer(&q.layer)
         .ok_or_else(|| ApiError::not_found(format!("unknown layer {:?}", q.layer)))?;
@@ -595,6 +652,9 @@ fn nearest_json(c: &Catalog, q: &NearestQuery, k: usize) -> Result<Vec<J>, ApiEr
     };
     let found = crate::query::nearest(l, Point::new(q.lon, q.lat), k, |i| {
         crate::work::checkpoint();
+        if scope.as_ref().is_some_and(|s| !s.holds(l, i)) {
+            return false;
+        }
         filter.as_ref().is_none_or(|f| {
             let feat = &l.features[i as usize];
             f.matches(feat.id, &feat.geometry, &feat.properties)

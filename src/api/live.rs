@@ -1,7 +1,8 @@
 //! HTTP for the live path: `POST /api/events`, `PATCH /api/events/{id}`,
 //! `GET /api/live` (Server-Sent Events) and `GET /api/stats`.
 
-use super::AppState;
+use super::App;
+use super::auth::Who;
 use super::error::ApiError;
 use crate::live::{Refusal, event_message, ingest, sse_frame};
 use crate::model::{GridCode, GridLevel};
@@ -19,7 +20,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 
 /// Most change-log rows replayed to a reconnecting client; further behind,
 /// it is told to reload (`reset`).
@@ -36,14 +37,22 @@ impl From<Refusal> for ApiError {
     }
 }
 
-/// Who is writing, for the change log: the `X-Onemap-User` header, as
-/// UTF-8 (Chinese names arrive as raw UTF-8 or percent-encoded), else `api`.
-fn author(headers: &HeaderMap) -> String {
-    user(headers).unwrap_or_else(|| "api".to_string())
+/// Who is writing, for the change log: the authenticated principal. A
+/// machine token (the 12345 bridge) may name the person who acted in its
+/// source system in `X-Onemap-User`; it is recorded beside the token's
+/// name (`token:hotline[张三]`), never instead of it.
+pub fn author(who: &crate::auth::Principal, headers: &HeaderMap) -> String {
+    match (&who.via, user(headers)) {
+        (crate::auth::Via::Token, Some(person)) => {
+            let person: String = person.chars().filter(|c| !matches!(c, '[' | ']')).collect();
+            format!("{}[{person}]", who.who)
+        }
+        _ => who.who.clone(),
+    }
 }
 
 /// The `X-Onemap-User` header, decoded, when there is one.
-pub fn user(headers: &HeaderMap) -> Option<String> {
+fn user(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-onemap-user")
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
@@ -67,12 +76,13 @@ pub fn user(headers: &HeaderMap) -> Option<String> {
 /// created, 200 when every order was already there unchanged.
 pub async fn post_events(
     State(st): S,
+    Who(who): Who,
     headers: HeaderMap,
     body: Result<Json<J>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let orders = ingest::parse_batch(&body).map_err(ApiError::bad_request)?;
-    let done = st.live.ingest(orders, author(&headers)).await?;
+    let done = st.live.ingest(orders, author(&who, &headers)).await?;
     let status = if done.created > 0 {
         StatusCode::CREATED
     } else {
@@ -89,13 +99,14 @@ pub async fn post_events(
 /// department.
 pub async fn patch_event(
     State(st): S,
+    Who(who): Who,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Json<ingest::PatchBody>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Json(body) = body?;
     body.check().map_err(ApiError::bad_request)?;
-    Ok(Json(st.live.patch(id, body, author(&headers)).await?))
+    Ok(Json(st.live.patch(id, body, author(&who, &headers)).await?))
 }
 
 #[derive(Deserialize)]
@@ -127,58 +138,11 @@ fn with_keep_alive(
 /// time, however far back the client is.
 const REPLAY_PAGE: i64 = 1000;
 
-/// Replays one client address may run at once; more are told to retry
-/// (a reconnect storm from one address must not read the log N times).
-pub const REPLAYS_PER_CLIENT: usize = 2;
-
-/// The replays in progress per client address.
-#[derive(Default)]
-pub struct Replays(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// One replay in progress; counted until dropped.
-pub struct ReplaySlot {
-    state: Arc<AppState>,
-    ip: std::net::IpAddr,
-}
-
-impl Replays {
-    fn take(st: &Arc<AppState>, ip: std::net::IpAddr) -> Option<ReplaySlot> {
-        let mut m = match st.replays.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let n = m.entry(ip).or_default();
-        if *n >= REPLAYS_PER_CLIENT {
-            return None;
-        }
-        *n += 1;
-        Some(ReplaySlot {
-            state: st.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for ReplaySlot {
-    fn drop(&mut self) {
-        let mut m = match self.state.replays.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The stream after `hello`: pages of the log, then the live messages.
 enum Phase {
     Replay {
         from: i64,
-        slot: ReplaySlot,
+        slot: crate::live::ReplaySlot,
         rx: tokio::sync::broadcast::Receiver<Arc<crate::live::Msg>>,
         cat: Arc<crate::index::Catalog>,
     },
@@ -215,10 +179,19 @@ pub fn resume(last: Option<i64>, seq: i64) -> Resume {
 /// the change log a page at a time, then the live ones (none twice).
 pub async fn live(
     State(st): S,
+    Who(who): Who,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     q: Result<Query<LiveParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // The stream's messages (orders, area statistics up to the district)
+    // are not yet filtered by scope: refused rather than leaked.
+    if !who.scope.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the live stream is not yet served to an account scoped to part of the district",
+        ));
+    }
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let last = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(s) if !s.trim().is_empty() => Some(s.trim().parse::<i64>().map_err(|_| {
@@ -263,11 +236,12 @@ pub async fn live(
             Phase::Live(Box::pin(st.live.stream(rx, after)))
         }
         Resume::After(after) => {
-            let slot = Replays::take(&st, peer.ip()).ok_or_else(|| {
+            let slot = crate::live::Replays::take(&st, peer.ip()).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
-                        "{REPLAYS_PER_CLIENT} replays from {} are already running; retry shortly",
+                        "{} replays from {} are already running; retry shortly",
+                        crate::live::REPLAYS_PER_CLIENT,
                         peer.ip()
                     ),
                 )
@@ -349,9 +323,25 @@ pub struct StatsParams {
 /// `GET /api/stats?level=street[&parent=code]`.
 pub async fn stats(
     State(st): S,
+    Who(who): Who,
     q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // A scoped account's statistics are of an area inside its scope.
+    if !who.scope.is_empty() {
+        match q.parent.as_deref() {
+            Some(p) if who.covers(p) => {}
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "an account scoped to {} asks for statistics with parent= one of its grids",
+                        who.scope.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let level = match q.level.as_deref() {
         None => GridLevel::Street,
         Some(s) => GridLevel::parse(s).ok_or_else(|| {

@@ -4,6 +4,7 @@
 //! shape JSON. Cross-cutting concerns are tower layers: tracing, gzip,
 //! body-size limit, panic → 500, and problem JSON for every error.
 
+pub mod auth;
 pub mod error;
 mod export;
 mod handlers;
@@ -14,199 +15,153 @@ pub mod plans;
 pub mod serve;
 pub mod tiles;
 
-use crate::index::Catalog;
-use crate::store::Store;
-use crate::tiles::TileConfig;
-use crate::tiles::cache::TileCache;
+pub use crate::app::{App, Config, DEFAULT_BODY_LIMIT, load};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tower_http::services::ServeDir;
 
-/// Largest request body accepted (bytes).
-pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
-
-/// What every handler shares.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    /// The current catalog. Replaced whole (never mutated in place), so a
-    /// request holds one consistent snapshot for as long as it needs.
-    catalog: RwLock<Arc<Catalog>>,
-    pub config: Config,
-    /// Encoded tiles; invalidate by area when data changes.
-    pub tiles: TileCache,
-    /// The live writer's queue and the broadcast hub.
-    pub live: crate::live::Live,
-    /// Grid edit plans.
-    pub plans: crate::plan::Plans,
-    /// The change sets this server wrote (the follower skips them).
-    pub own: Arc<crate::store::OwnWrites>,
-    /// Held by whoever writes and then replaces the catalog (the live
-    /// writer, a publish), so snapshots are built one after the other.
-    pub write_lock: tokio::sync::Mutex<()>,
-    /// Whether the store answers (for `/healthz`), kept by the follower.
-    pub health: crate::live::follow::Health,
-    /// The pools heavy work runs on (queries, exports, tiles, validation).
-    pub work: Arc<crate::work::Work>,
-    /// Live-stream replays in progress per client address.
-    pub replays: live::Replays,
-}
-
-impl AppState {
-    pub fn new(store: Arc<dyn Store>, catalog: Catalog, config: Config) -> Arc<AppState> {
-        let buffer = f64::from(config.tiles.buffer) / f64::from(config.tiles.extent);
-        let own = Arc::new(crate::store::OwnWrites::default());
-        let work = Arc::new(crate::work::Work::new(&config.work));
-        let store: Arc<dyn Store> = Arc::new(crate::store::Tracked::new(store, own.clone()));
-        let state = Arc::new(AppState {
-            store,
-            own,
-            catalog: RwLock::new(Arc::new(catalog)),
-            tiles: TileCache::new(config.tile_cache_bytes, buffer),
-            config,
-            live: crate::live::Live::new(),
-            plans: Default::default(),
-            write_lock: Default::default(),
-            health: Default::default(),
-            work,
-            replays: Default::default(),
-        });
-        // The live writer needs a runtime; without one (a sync test) live
-        // writes answer 503.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            crate::live::Live::start(&state);
-            tokio::spawn(crate::live::follow::follower(Arc::downgrade(&state)));
-        }
-        state
-    }
-
-    /// A snapshot of the catalog.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Replaces the catalog.
-    pub fn set_catalog(&self, c: Catalog) {
-        match self.catalog.write() {
-            Ok(mut g) => *g = Arc::new(c),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(c),
-        }
-    }
-}
-
-/// Settings of `onemap serve`.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub body_limit: usize,
-    /// The web app's files, served at `/`.
-    pub web_dir: PathBuf,
-    /// MapLibre style templates, served at `/styles/{name}.json`.
-    pub styles_dir: PathBuf,
-    pub tiles: TileConfig,
-    /// Memory for cached tiles (raw + gzip), bytes.
-    pub tile_cache_bytes: u64,
-    /// How often the live writer moves the clock (orders turning overdue).
-    pub clock_tick: std::time::Duration,
-    /// Pools and time budgets for heavy work.
-    pub work: crate::work::WorkConfig,
-    /// Connection timeouts and caps.
-    pub limits: serve::Limits,
-    /// Most live-stream subscribers; more get a 503.
-    pub max_subscribers: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            body_limit: DEFAULT_BODY_LIMIT,
-            web_dir: PathBuf::from("web"),
-            styles_dir: PathBuf::from("styles"),
-            tiles: TileConfig::default(),
-            tile_cache_bytes: 256 * 1024 * 1024,
-            clock_tick: crate::live::CLOCK_TICK,
-            work: Default::default(),
-            limits: Default::default(),
-            max_subscribers: 10_000,
-        }
-    }
-}
-
-/// The whole application router.
-pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = state.config.body_limit;
-    let api = Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/api/layers", get(handlers::layers))
-        .route("/api/layers/{name}", get(handlers::layer))
-        .route("/api/grids", get(handlers::grids_list))
-        .route("/api/grids/{code}", get(handlers::grid))
-        .route("/api/grids/{code}/history", get(plans::history))
-        .route(
-            "/api/grids/{code}/revert",
-            axum::routing::post(plans::revert),
+/// Every route with the permission it needs per method: the one place
+/// permissions are declared (`auth::Routes`; README's matrix lists them).
+pub fn routes() -> auth::Routes {
+    use crate::auth::Perm::*;
+    use axum::http::Method as M;
+    use axum::routing::{any, delete, patch, post};
+    let g = |p| [(M::GET, p)];
+    auth::Routes::default()
+        .at("/healthz", &g(Public), get(handlers::healthz))
+        .at("/readyz", &g(Public), get(handlers::readyz))
+        .at("/api/login", &[(M::POST, Public)], post(auth::login))
+        .at("/api/logout", &[(M::POST, Signed)], post(auth::logout))
+        .at("/api/me", &g(Signed), get(auth::me))
+        .at("/kiosk/{token}", &g(Public), get(auth::kiosk))
+        .at(
+            "/api/admin/users",
+            &[(M::GET, Accounts), (M::POST, Accounts)],
+            get(auth::users).post(auth::add_user),
         )
-        .route("/api/plans", get(plans::list).post(plans::create))
-        .route(
+        .at(
+            "/api/admin/users/{name}",
+            &[(M::PATCH, Accounts)],
+            patch(auth::change_user),
+        )
+        .at(
+            "/api/admin/tokens",
+            &[(M::GET, Accounts), (M::POST, Accounts)],
+            get(auth::tokens).post(auth::create_token),
+        )
+        .at(
+            "/api/admin/tokens/{id}",
+            &[(M::DELETE, Accounts)],
+            delete(auth::revoke_token),
+        )
+        .at("/api/audit", &g(Audit), get(auth::audit_page))
+        .at("/api/audit.csv", &g(Audit), get(auth::audit_csv))
+        .at("/api/layers", &g(View), get(handlers::layers))
+        .at("/api/layers/{name}", &g(View), get(handlers::layer))
+        .at("/api/grids", &g(View), get(handlers::grids_list))
+        .at("/api/grids/{code}", &g(View), get(handlers::grid))
+        .at("/api/grids/{code}/history", &g(Plan), get(plans::history))
+        .at(
+            "/api/grids/{code}/revert",
+            &[(M::POST, Plan)],
+            post(plans::revert),
+        )
+        .at(
+            "/api/plans",
+            &[(M::GET, Plan), (M::POST, Plan)],
+            get(plans::list).post(plans::create),
+        )
+        .at(
             "/api/plans/{id}",
+            &[(M::GET, Plan), (M::DELETE, Plan), (M::PATCH, Plan)],
             get(plans::get).delete(plans::discard).patch(plans::rename),
         )
-        .route("/api/plans/{id}/ops", axum::routing::post(plans::ops))
-        .route("/api/plans/{id}/validate", get(plans::validate))
-        .route(
+        .at("/api/plans/{id}/ops", &[(M::POST, Plan)], post(plans::ops))
+        .at("/api/plans/{id}/validate", &g(Plan), get(plans::validate))
+        .at(
             "/api/plans/{id}/publish",
-            axum::routing::post(plans::publish_plan),
+            &[(M::POST, Plan)],
+            post(plans::publish_plan),
         )
-        .route(
+        .at(
             "/api/locate",
+            &[(M::GET, View), (M::POST, View)],
             get(handlers::locate_one).post(handlers::locate_many),
         )
-        .route("/api/query", axum::routing::post(handlers::query))
-        .route("/api/nearest", get(handlers::nearest))
-        .route("/api/query.csv", get(export::csv).post(export::csv_post))
-        .route(
+        .at("/api/query", &[(M::POST, Query)], post(handlers::query))
+        .at("/api/nearest", &g(Query), get(handlers::nearest))
+        .at(
+            "/api/query.csv",
+            &[(M::GET, Query), (M::POST, Query)],
+            get(export::csv).post(export::csv_post),
+        )
+        .at(
             "/api/query.geojson",
+            &[(M::GET, Query), (M::POST, Query)],
             get(export::geojson).post(export::geojson_post),
         )
-        .route("/api/events", axum::routing::post(live::post_events))
-        .route("/api/events/{id}", axum::routing::patch(live::patch_event))
-        .route("/api/live", get(live::live))
-        .route("/api/stats", get(live::stats))
-        .route("/api/{*rest}", axum::routing::any(handlers::api_not_found))
-        .route("/ogc", get(ogc::landing))
-        .route("/ogc/", get(ogc::landing))
-        .route("/ogc/conformance", get(ogc::conformance))
-        .route("/ogc/api", get(ogc::openapi))
-        .route("/ogc/collections", get(ogc::collections))
-        .route("/ogc/collections/{id}", get(ogc::collection))
-        .route("/ogc/collections/{id}/queryables", get(ogc::queryables))
-        .route(
+        .at("/api/events", &[(M::POST, Ingest)], post(live::post_events))
+        .at(
+            "/api/events/{id}",
+            &[(M::PATCH, Ingest)],
+            patch(live::patch_event),
+        )
+        .at("/api/live", &g(View), get(live::live))
+        .at("/api/stats", &g(View), get(live::stats))
+        .at(
+            "/api/{*rest}",
+            &auth::all(Signed),
+            any(handlers::api_not_found),
+        )
+        .at("/ogc", &g(View), get(ogc::landing))
+        .at("/ogc/", &g(View), get(ogc::landing))
+        .at("/ogc/conformance", &g(View), get(ogc::conformance))
+        .at("/ogc/api", &g(View), get(ogc::openapi))
+        .at("/ogc/collections", &g(View), get(ogc::collections))
+        .at("/ogc/collections/{id}", &g(View), get(ogc::collection))
+        .at(
+            "/ogc/collections/{id}/queryables",
+            &g(View),
+            get(ogc::queryables),
+        )
+        .at(
             "/ogc/collections/{id}/items",
+            &[(M::GET, Query), (M::POST, Plan), (M::OPTIONS, View)],
             get(ogc::items)
                 .post(ogc_plans::post_item)
                 .options(ogc_plans::options_items),
         )
-        .route(
+        .at(
             "/ogc/collections/{id}/items/{fid}",
+            &[
+                (M::GET, Query),
+                (M::PUT, Plan),
+                (M::PATCH, Plan),
+                (M::DELETE, Plan),
+                (M::OPTIONS, View),
+            ],
             get(ogc::item)
                 .put(ogc_plans::put_item)
                 .patch(ogc_plans::patch_item)
                 .delete(ogc_plans::delete_item)
                 .options(ogc_plans::options_item),
         )
-        .route("/ogc/{*rest}", axum::routing::any(ogc::not_found))
-        .route("/tiles/{file}", get(tiles::tilejson))
-        .route("/tiles/{layers}/{z}/{x}/{file}", get(tiles::tile))
-        .route("/styles/{file}", get(tiles::style))
-        .with_state(state.clone());
+        .at("/ogc/{*rest}", &auth::all(Signed), any(ogc::not_found))
+        .at("/tiles/{file}", &g(View), get(tiles::tilejson))
+        .at("/tiles/{layers}/{z}/{x}/{file}", &g(View), get(tiles::tile))
+        .at("/styles/{file}", &g(View), get(tiles::style))
+}
+
+/// The whole application router.
+pub fn router(state: Arc<App>) -> Router {
+    let body_limit = state.config.body_limit;
+    let (api, _) = routes().finish(state.clone());
     let body_timeout = state.config.limits.body_timeout;
-    api.merge(web_app(&state.config.web_dir))
+    let app = api
+        .merge(web_app(&state.config.web_dir))
         .fallback(|| async {
             error::problem(
                 axum::http::StatusCode::NOT_FOUND,
@@ -221,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::map_response(
             error::problem_for_bare_errors,
         ))
+        .layer(axum::middleware::map_response(auth::security_headers))
         // Responses are compressed on the async workers as they are written
         // (tiles come pre-gzipped and are skipped): at the default level, a
         // whole-district answer's deflate was 80 % of those workers' CPU and
@@ -239,7 +195,34 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
             },
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    cors(app, &state.config.cors_origins)
+}
+
+/// CORS is off (browsers refuse other sites' pages) unless origins are
+/// configured with `--cors-origin`.
+fn cors(app: Router, origins: &[String]) -> Router {
+    use axum::http::{HeaderValue, Method, header};
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if list.is_empty() {
+        return app;
+    }
+    app.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(list))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .expose_headers([header::LINK, header::ETAG, header::RETRY_AFTER]),
+    )
 }
 
 /// The web app's files: the page, its modules and styles, and the two
@@ -320,24 +303,6 @@ async fn read_body(
     }
 }
 
-/// Loads the catalog from the store and builds the state.
-pub async fn load_state(store: Arc<dyn Store>, config: Config) -> anyhow::Result<Arc<AppState>> {
-    let t0 = std::time::Instant::now();
-    let catalog = Catalog::load(store.as_ref()).await?;
-    let counts: Vec<String> = catalog
-        .layers
-        .iter()
-        .map(|l| format!("{} {}", l.def.name, l.features.len()))
-        .collect();
-    tracing::info!(
-        "loaded {} in {:.2}s: {}",
-        store.describe(),
-        t0.elapsed().as_secs_f64(),
-        counts.join(", ")
-    );
-    Ok(AppState::new(store, catalog, config))
-}
-
 /// A running server (for tests and `serve`).
 pub struct Running {
     pub addr: SocketAddr,
@@ -378,7 +343,7 @@ async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Binds `addr` (port 0 picks a free one) and serves until `stop`, SIGINT or
 /// SIGTERM, finishing in-flight requests first.
-pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> {
+pub async fn start(state: Arc<App>, addr: &str) -> anyhow::Result<Running> {
     let listener = listen(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -397,6 +362,7 @@ pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> 
         );
     }
     let app = router(state.clone());
+    let tls = state.config.tls.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         tokio::select! {
@@ -411,6 +377,7 @@ pub async fn start(state: Arc<AppState>, addr: &str) -> anyhow::Result<Running> 
         listener,
         app,
         limits,
+        tls,
         shutdown,
         std::time::Duration::from_secs(10),
     ));

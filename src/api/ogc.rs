@@ -8,7 +8,7 @@
 //! is a 400 problem naming it (OGC 17-069r4 /req/core/query-param-unknown).
 //! Links are absolute, built from the request's Host (or X-Forwarded-*).
 
-use super::AppState;
+use super::App;
 use super::error::ApiError;
 use super::tiles::origin;
 use crate::index::{Catalog, LayerIndex};
@@ -23,7 +23,7 @@ use geo::{Coord, Intersects, Rect};
 use serde_json::{Value as J, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 type Params = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
@@ -590,6 +590,7 @@ fn page_url(
 /// `GET /ogc/collections/{id}/items`.
 pub async fn items(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path(id): Path<String>,
     p: Params,
@@ -611,7 +612,19 @@ pub async fn items(
         .work
         .run(crate::work::Lane::Heavy, move || {
             let l = layer(&cat, &id2)?;
-            let sel = select(l, &it);
+            let mut sel = select(l, &it);
+            // A scoped principal's pages and numberMatched hold its grids only.
+            if let Some(scope) = crate::index::scope::Scope::of(&cat, &who.scope) {
+                sel = Some(match sel {
+                    Some(mut v) => {
+                        v.retain(|&i| scope.holds(l, i));
+                        v
+                    }
+                    None => (0..l.features.len() as u32)
+                        .filter(|&i| scope.holds(l, i))
+                        .collect(),
+                });
+            }
             let matched = sel.as_ref().map_or(l.features.len(), Vec::len);
             let start = it.offset.min(matched);
             let end = (start + it.limit).min(matched);
@@ -655,6 +668,7 @@ pub async fn items(
 /// `GET /ogc/collections/{id}/items/{fid}`.
 pub async fn item(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path((id, fid)): Path<(String, String)>,
     p: Params,
@@ -674,6 +688,12 @@ pub async fn item(
         .features
         .binary_search_by_key(&n, |f| f.id)
         .map_err(|_| ApiError::not_found(format!("no feature {fid:?} in {id}")))?;
+    // Outside a scoped principal's grids: as if it did not exist.
+    if let Some(scope) = crate::index::scope::Scope::of(&c, &who.scope)
+        && !scope.holds(l, i as u32)
+    {
+        return Err(ApiError::not_found(format!("no feature {fid:?} in {id}")));
+    }
     let it = items_request(l, &q)?;
     let mut j = feature_json(l, i as u32, it.properties.as_deref());
     j["links"] = json!([

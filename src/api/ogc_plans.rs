@@ -8,7 +8,7 @@
 //! nothing; one without it applies (QGIS does not send it). Published
 //! collections are read-only: writes there are 405.
 
-use super::AppState;
+use super::App;
 use super::error::ApiError;
 use super::plans::book;
 use super::tiles::origin;
@@ -22,7 +22,7 @@ use geo::{BoundingRect, Intersects};
 use serde_json::{Value as J, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 
 const GEOJSON: &str = "application/geo+json";
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
@@ -70,7 +70,7 @@ pub fn collection_json(base: &str, p: &Plan) -> J {
 }
 
 /// Draft plans as collections (for `/ogc/collections`).
-pub async fn collections(st: &AppState, base: &str) -> Vec<J> {
+pub async fn collections(st: &App, base: &str) -> Vec<J> {
     match st.plans.book(st.store.as_ref()).await {
         Ok(b) => b
             .plans
@@ -88,7 +88,7 @@ fn etag(p: &Plan, code: &str) -> Option<String> {
         .map(|d| format!("\"{}-{}\"", d.fid, d.version))
 }
 
-fn feature(st: &AppState, base: &str, p: &Plan, code: &str) -> Option<J> {
+fn feature(st: &App, base: &str, p: &Plan, code: &str) -> Option<J> {
     let cat = st.catalog();
     let def = &cat.layer(crate::model::builtin::GRIDS)?.def;
     let d = p.grids.get(code)?;
@@ -116,11 +116,7 @@ fn geojson_response(status: StatusCode, j: J) -> Response {
 }
 
 /// `GET /ogc/collections/plan-{id}-grids`.
-pub async fn collection(
-    st: &AppState,
-    headers: &HeaderMap,
-    pid: i64,
-) -> Result<Response, ApiError> {
+pub async fn collection(st: &App, headers: &HeaderMap, pid: i64) -> Result<Response, ApiError> {
     let base = format!("{}/ogc", origin(headers));
     let b = book(st).await?;
     let p = b.get(pid)?;
@@ -129,7 +125,7 @@ pub async fn collection(
 
 /// `GET /ogc/collections/plan-{id}-grids/items` (bbox, limit, offset).
 pub async fn items(
-    st: &AppState,
+    st: &App,
     headers: &HeaderMap,
     pid: i64,
     q: &std::collections::BTreeMap<&str, &str>,
@@ -205,7 +201,7 @@ pub async fn items(
 
 /// `GET /ogc/collections/plan-{id}-grids/items/{code}`.
 pub async fn item(
-    st: &AppState,
+    st: &App,
     headers: &HeaderMap,
     pid: i64,
     code: &str,
@@ -242,7 +238,7 @@ fn read_only(id: &str) -> Response {
 }
 
 /// What a collection allows: writes on a draft plan's grids only.
-async fn allowed(st: &AppState, id: &str, on_items: bool) -> Response {
+async fn allowed(st: &App, id: &str, on_items: bool) -> Response {
     let writable = if on_items { ITEMS_ALLOW } else { ITEM_ALLOW };
     match plan_of(id) {
         Some(pid) => match book(st).await.and_then(|b| Ok(b.get(pid)?.is_draft())) {
@@ -279,8 +275,9 @@ fn parse_body(body: &Bytes) -> Result<J, ApiError> {
 /// Runs one write under the book's lock, honouring `If-Match` for an
 /// existing item, and answers with the item (and its new ETag).
 async fn write(
-    st: &AppState,
+    st: &App,
     headers: &HeaderMap,
+    who: &crate::auth::Principal,
     pid: i64,
     code: Option<&str>,
     op: impl FnOnce(&Plan) -> Result<(OpBody, String), ApiError>,
@@ -320,7 +317,7 @@ async fn write(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let author = super::live::user(headers).unwrap_or_else(|| p.author.clone());
+    let author = who.who.clone();
     let cat = st.catalog();
     if let Err(e) = b.operate(st.store.as_ref(), &cat, pid, op, &author).await {
         return ApiError::from(e).into_response();
@@ -359,6 +356,7 @@ async fn write(
 /// `POST …/items`: a new grid in the plan.
 pub async fn post_item(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -373,6 +371,7 @@ pub async fn post_item(
     write(
         &st,
         &headers,
+        &who,
         pid,
         None,
         |p| {
@@ -394,8 +393,9 @@ pub async fn post_item(
 /// PUT, PATCH and DELETE of an existing item: `op` makes the plan
 /// operation from the code and the body (none for DELETE).
 async fn write_item(
-    st: &AppState,
+    st: &App,
     headers: &HeaderMap,
+    who: &crate::auth::Principal,
     id: &str,
     code: String,
     body: Option<Bytes>,
@@ -412,6 +412,7 @@ async fn write_item(
     write(
         st,
         headers,
+        who,
         pid,
         Some(&code),
         move |_| Ok((op(c.clone(), j), c)),
@@ -423,28 +424,36 @@ async fn write_item(
 /// `PUT …/items/{code}`: replace a draft grid.
 pub async fn put_item(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path((id, code)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    write_item(&st, &headers, &id, code, Some(body), |code, feature| {
-        OpBody::Put {
+    write_item(
+        &st,
+        &headers,
+        &who,
+        &id,
+        code,
+        Some(body),
+        |code, feature| OpBody::Put {
             code,
             feature,
             create: false,
-        }
-    })
+        },
+    )
     .await
 }
 
 /// `PATCH …/items/{code}`: JSON merge patch of a draft grid.
 pub async fn patch_item(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path((id, code)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    write_item(&st, &headers, &id, code, Some(body), |code, patch| {
+    write_item(&st, &headers, &who, &id, code, Some(body), |code, patch| {
         OpBody::Patch { code, patch }
     })
     .await
@@ -453,11 +462,12 @@ pub async fn patch_item(
 /// `DELETE …/items/{code}`.
 pub async fn delete_item(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path((id, code)): Path<(String, String)>,
 ) -> Response {
-    let r = write_item(&st, &headers, &id, code, None, |code, _| OpBody::Remove {
-        code,
+    let r = write_item(&st, &headers, &who, &id, code, None, |code, _| {
+        OpBody::Remove { code }
     })
     .await;
     if r.status().is_success() {

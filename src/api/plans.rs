@@ -1,19 +1,20 @@
 //! HTTP for grid edit plans, history and revert (docs/plans-api.md).
 
-use super::AppState;
+use super::App;
+use super::auth::Who;
 use super::error::ApiError;
 use crate::plan::publish::{self, RevertBody};
 use crate::plan::{Book, NewPlan, OpBody, PlanError, check};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 
 impl From<PlanError> for ApiError {
     fn from(e: PlanError) -> ApiError {
@@ -40,7 +41,7 @@ fn plan_id(s: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no plan {s:?}")))
 }
 
-pub async fn book(st: &AppState) -> Result<tokio::sync::MutexGuard<'_, Book>, ApiError> {
+pub async fn book(st: &App) -> Result<tokio::sync::MutexGuard<'_, Book>, ApiError> {
     Ok(st.plans.book(st.store.as_ref()).await?)
 }
 
@@ -52,8 +53,21 @@ pub async fn list(State(st): S) -> R {
 }
 
 /// `POST /api/plans`.
-pub async fn create(State(st): S, body: Result<Json<NewPlan>, JsonRejection>) -> R {
-    let Json(body) = body?;
+pub async fn create(State(st): S, Who(who): Who, body: Result<Json<NewPlan>, JsonRejection>) -> R {
+    let Json(mut body) = body?;
+    // A plan's scope lies inside the planner's.
+    for code in &body.scope {
+        if !who.covers(code) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "grid {code} lies outside your scope ({})",
+                    who.scope.join(", ")
+                ),
+            ));
+        }
+    }
+    body.author = who.who;
     let mut b = book(&st).await?;
     let cat = st.catalog();
     let id = b.create(st.store.as_ref(), &cat, body).await?;
@@ -68,15 +82,14 @@ pub async fn get(State(st): S, Path(id): Path<String>) -> R {
 }
 
 /// `DELETE /api/plans/{id}`: discards a draft.
-pub async fn discard(State(st): S, Path(id): Path<String>, headers: HeaderMap) -> R {
+pub async fn discard(State(st): S, Who(who): Who, Path(id): Path<String>) -> R {
     let id = plan_id(&id)?;
     let mut b = book(&st).await?;
     let p = b.get(id)?;
     if !p.is_draft() {
         return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
     }
-    let who = super::live::user(&headers).unwrap_or_else(|| p.author.clone());
-    b.update_row(st.store.as_ref(), id, &who, "discarded", |p| {
+    b.update_row(st.store.as_ref(), id, &who.who, "discarded", |p| {
         p.status = "discarded".into()
     })
     .await?;
@@ -92,8 +105,8 @@ pub struct PlanPatch {
 /// `PATCH /api/plans/{id}`: renames a draft.
 pub async fn rename(
     State(st): S,
+    Who(who): Who,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<PlanPatch>, JsonRejection>,
 ) -> R {
     let id = plan_id(&id)?;
@@ -107,27 +120,25 @@ pub async fn rename(
     if !p.is_draft() {
         return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
     }
-    let who = super::live::user(&headers).unwrap_or_else(|| p.author.clone());
-    b.update_row(st.store.as_ref(), id, &who, "renamed", |p| p.title = title)
-        .await?;
+    b.update_row(st.store.as_ref(), id, &who.who, "renamed", |p| {
+        p.title = title
+    })
+    .await?;
     Ok(Json(b.get(id)?.to_json(&st.catalog())).into_response())
 }
 
 /// `POST /api/plans/{id}/ops`.
 pub async fn ops(
     State(st): S,
+    Who(who): Who,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<OpBody>, JsonRejection>,
 ) -> R {
     let id = plan_id(&id)?;
     let Json(op) = body?;
     let mut b = book(&st).await?;
     let cat = st.catalog();
-    let author = match super::live::user(&headers) {
-        Some(a) => a,
-        None => b.get(id)?.author.clone(),
-    };
+    let author = who.who;
     let (rec, outcome, changed) = b.operate(st.store.as_ref(), &cat, id, op, &author).await?;
     Ok(Json(json!({
         "n": rec.n,
@@ -166,6 +177,8 @@ pub async fn validate(State(st): S, Path(id): Path<String>) -> R {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
+    /// Ignored: the author is the signed-in principal.
+    #[serde(default)]
     author: String,
     reason: String,
 }
@@ -173,28 +186,34 @@ pub struct PublishBody {
 /// `POST /api/plans/{id}/publish`.
 pub async fn publish_plan(
     State(st): S,
+    Who(who): Who,
     Path(id): Path<String>,
     body: Result<Json<PublishBody>, JsonRejection>,
 ) -> R {
     let id = plan_id(&id)?;
     let Json(body) = body?;
+    let _ = body.author;
     let mut b = book(&st).await?;
-    let j = b.publish(&st, id, &body.author, &body.reason).await?;
+    let j = b.publish(&st, id, &who.who, &body.reason).await?;
     Ok(Json(j).into_response())
 }
 
 /// `GET /api/grids/{code}/history`.
-pub async fn history(State(st): S, Path(code): Path<String>) -> R {
+pub async fn history(State(st): S, Who(who): Who, Path(code): Path<String>) -> R {
+    super::handlers::check_scope(&who, &code)?;
     Ok(Json(publish::history_json(&st, &code).await?).into_response())
 }
 
 /// `POST /api/grids/{code}/revert`.
 pub async fn revert(
     State(st): S,
+    Who(who): Who,
     Path(code): Path<String>,
     body: Result<Json<RevertBody>, JsonRejection>,
 ) -> R {
-    let Json(body) = body?;
+    super::handlers::check_scope(&who, &code)?;
+    let Json(mut body) = body?;
+    body.author = who.who;
     // Plans and reverts are ordered by the book's lock.
     let _b = book(&st).await?;
     Ok(Json(publish::revert(&st, &code, &body).await?).into_response())

@@ -30,30 +30,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
-/// Connection limits of `onemap serve`.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Time for a request's headers to arrive, and for a kept-alive
-    /// connection to send its next request.
-    pub header_timeout: Duration,
-    /// Time for a whole request body to arrive.
-    pub body_timeout: Duration,
-    /// Open connections per client address.
-    pub per_client: usize,
-    /// Open connections in all (lowered to fit the open-file limit).
-    pub total: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_timeout: Duration::from_secs(20),
-            body_timeout: Duration::from_secs(30),
-            per_client: 512,
-            total: 16_384,
-        }
-    }
-}
+pub use crate::app::Limits;
 
 /// Raises the soft open-file limit to the hard limit and returns it (the
 /// default soft limit of 1,024 lets a few hundred idle clients lock
@@ -171,12 +148,15 @@ async fn refuse(mut tcp: tokio::net::TcpStream, why: String) {
     .await;
 }
 
+pub use crate::app::Tls;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the open
 /// connections finish (at most `grace`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -227,11 +207,36 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(remote));
                 app.clone().oneshot(req.map(axum::body::Body::new))
             });
-        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let handshake = limits.header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = conn.await {
+            let r = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(tcp), svc))
+                        .await
+                }
+                Some(Tls(acceptor)) => {
+                    // The handshake has the header timeout too: a client
+                    // that opens and says nothing is not held.
+                    match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake from {remote}: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!("connection from {remote}: {e}");
             }
         });

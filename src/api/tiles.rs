@@ -1,10 +1,10 @@
 //! Tiles, TileJSON and styles over HTTP.
 
-use super::AppState;
+use super::App;
 use super::error::ApiError;
 use crate::tiles::cache::TileKey;
 use crate::tiles::mercator::TileId;
-use crate::tiles::{render, resolve_layers};
+use crate::tiles::{render_scoped, resolve_layers};
 use crate::work::Lane;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value as J, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<App>>;
 
 pub const MVT_CONTENT_TYPE: &str = "application/vnd.mapbox-vector-tile";
 /// The zoom TileJSON advertises as the maximum: past it clients overzoom
@@ -53,6 +53,7 @@ fn parse_u32(what: &str, s: &str) -> Result<u32, ApiError> {
 /// `GET /tiles/{layers}/{z}/{x}/{y}.mvt`
 pub async fn tile(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     Path((layers, z, x, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -62,10 +63,17 @@ pub async fn tile(
     let t = TileId::new(parse_u32("z", &z)?, parse_u32("x", &x)?, parse_u32("y", y)?)
         .map_err(ApiError::bad_request)?;
     let names = resolve_layers(&st.catalog(), &layers).map_err(ApiError::not_found)?;
+    // A scoped principal's tiles are its own (cached apart, by scope).
+    let scope_key = if who.scope.is_empty() {
+        String::new()
+    } else {
+        format!("|{}", who.scope.join(","))
+    };
     let key = TileKey {
-        layers: names.join(",").into(),
+        layers: format!("{}{scope_key}", names.join(",")).into(),
         tile: t,
     };
+    let scope = Arc::new(who.scope.clone());
     // A tile rendered from a snapshot that a change has since replaced is
     // rendered again (see TileCache); a few rounds at most under heavy
     // writes, after which the last render is served as it is.
@@ -75,10 +83,14 @@ pub async fn tile(
         let cat = st.catalog();
         let (cfg, names) = (st.config.tiles.clone(), names.clone());
         let work = st.work.clone();
+        let scope = scope.clone();
         // Detached: other requests for the same tile may be waiting on it.
         let job = async move {
-            work.run_detached(Lane::Tiles, move || render(&cat, &cfg, &names, t))
-                .await
+            work.run_detached(Lane::Tiles, move || {
+                let sc = crate::index::scope::Scope::of(&cat, &scope);
+                render_scoped(&cat, &cfg, &names, t, sc.as_ref())
+            })
+            .await
         };
         let got = st.tiles.get_or_render(key.clone(), generation, job).await?;
         if got.is_some() {
@@ -93,7 +105,10 @@ pub async fn tile(
             let cfg = st.config.tiles.clone();
             let raw = st
                 .work
-                .run(Lane::Tiles, move || render(&cat, &cfg, &names, t))
+                .run(Lane::Tiles, move || {
+                    let sc = crate::index::scope::Scope::of(&cat, &scope);
+                    render_scoped(&cat, &cfg, &names, t, sc.as_ref())
+                })
                 .await?;
             Arc::new(crate::tiles::cache::TileEntry::new(raw, 0))
         }

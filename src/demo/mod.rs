@@ -17,6 +17,7 @@
 //! Same seed and scale, same data: the only randomness is [`rng::Rng`], and
 //! every timestamp is relative to a fixed reference time.
 
+pub mod accounts;
 pub mod lattice;
 pub mod rng;
 

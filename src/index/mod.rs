@@ -25,6 +25,7 @@
 
 pub mod chunked;
 pub mod grids;
+pub mod scope;
 pub mod spatial;
 
 pub use chunked::Chunked;

@@ -14,7 +14,7 @@
 //! reload the whole catalog; plan rows make the plan book reload.
 
 use super::{changed_message, event_message, stats_message};
-use crate::api::AppState;
+use crate::app::App;
 use crate::index::{Catalog, NO_GRID, Patch, representative_point};
 use crate::model::{Feature, Value, builtin};
 use crate::store::Change;
@@ -113,7 +113,7 @@ impl Health {
 /// notifications (PostGIS LISTEN) when it has them, polling every
 /// [`FOLLOW_SAFETY`] behind them; otherwise, or while the listener is
 /// down, polls every [`FOLLOW_EVERY`].
-pub async fn follower(state: Weak<AppState>) {
+pub async fn follower(state: Weak<App>) {
     let mut wake = state.upgrade().and_then(|s| s.store.change_notifications());
     let mut was_down = false;
     let mut last_round = tokio::time::Instant::now();
@@ -166,7 +166,7 @@ pub async fn follower(state: Weak<AppState>) {
 
 /// Applies every change-log row after the catalog's seq. Returns how many
 /// rows were read.
-pub async fn catch_up(st: &AppState) -> anyhow::Result<usize> {
+pub async fn catch_up(st: &App) -> anyhow::Result<usize> {
     let newest = st.store.last_seq().await.map_err(|e| e.to_string());
     st.health.observe(&newest, &st.store.describe());
     if newest.map_err(anyhow::Error::msg)? <= st.catalog().seq {
@@ -177,7 +177,7 @@ pub async fn catch_up(st: &AppState) -> anyhow::Result<usize> {
 }
 
 /// [`catch_up`] for a caller that holds the write lock.
-pub async fn catch_up_locked(st: &AppState) -> anyhow::Result<usize> {
+pub async fn catch_up_locked(st: &App) -> anyhow::Result<usize> {
     if st.store.last_seq().await? <= st.catalog().seq {
         return Ok(0);
     }
@@ -219,7 +219,7 @@ fn grow(acc: &mut BTreeMap<String, Rect>, layer: &str, r: Option<Rect>) {
 }
 
 async fn apply_rows(
-    st: &AppState,
+    st: &App,
     cat: &Arc<Catalog>,
     rows: &[Change],
     last: i64,

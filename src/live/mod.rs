@@ -177,7 +177,7 @@ impl Live {
     }
 
     /// Starts the writer for this state (once; needs a tokio runtime).
-    pub fn start(state: &Arc<crate::api::AppState>) {
+    pub fn start(state: &Arc<crate::app::App>) {
         let rx = match state.live.rx.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
@@ -519,7 +519,7 @@ impl ExtIndex {
     }
 }
 
-async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) {
+async fn writer(state: Weak<crate::app::App>, mut rx: mpsc::Receiver<Job>) {
     let period = state
         .upgrade()
         .map(|s| s.config.clock_tick)
@@ -564,7 +564,7 @@ async fn writer(state: Weak<crate::api::AppState>, mut rx: mpsc::Receiver<Job>) 
     tracing::debug!("live writer stopped");
 }
 
-fn advance_clock(st: &crate::api::AppState) {
+fn advance_clock(st: &crate::app::App) {
     let cat = st.catalog();
     let (next, became) = cat.advance_clock(now_ms());
     let day_changed = next.day_start_ms() != cat.day_start_ms();
@@ -624,7 +624,7 @@ enum Plan {
     },
 }
 
-async fn run_batch(st: &Arc<crate::api::AppState>, ext: &mut ExtIndex, queue: &mut VecDeque<Job>) {
+async fn run_batch(st: &Arc<crate::app::App>, ext: &mut ExtIndex, queue: &mut VecDeque<Job>) {
     let cat = st.catalog();
     let Some(layer) = cat.layer(builtin::EVENTS) else {
         for job in queue.drain(..) {
@@ -1280,5 +1280,52 @@ mod tests {
             rest.len()
         );
         assert!(live.hub.len() <= 8);
+    }
+}
+
+/// Replays one client address may run at once; more are told to retry
+/// (a reconnect storm from one address must not read the log N times).
+pub const REPLAYS_PER_CLIENT: usize = 2;
+
+/// The replays in progress per client address.
+#[derive(Default)]
+pub struct Replays(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One replay in progress; counted until dropped.
+pub struct ReplaySlot {
+    state: Arc<crate::app::App>,
+    ip: std::net::IpAddr,
+}
+
+impl Replays {
+    pub fn take(st: &Arc<crate::app::App>, ip: std::net::IpAddr) -> Option<ReplaySlot> {
+        let mut m = match st.replays.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let n = m.entry(ip).or_default();
+        if *n >= REPLAYS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ReplaySlot {
+            state: st.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ReplaySlot {
+    fn drop(&mut self) {
+        let mut m = match self.state.replays.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
     }
 }

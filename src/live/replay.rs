@@ -25,6 +25,8 @@ pub struct Options {
     pub speed: f64,
     /// Stop after this many orders (all when None).
     pub limit: Option<usize>,
+    /// An operator token (`Authorization: Bearer`).
+    pub token: Option<String>,
 }
 
 #[derive(Default, Debug)]
@@ -88,8 +90,16 @@ pub async fn run(store: &dyn Store, opts: &Options) -> anyhow::Result<Summary> {
         orders.truncate(n);
     }
     let base = opts.url.trim_end_matches('/').to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &opts.token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+            .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()?;
     client
         .get(format!("{base}/healthz"))

@@ -1129,6 +1129,8 @@ async fn ensure_layers(store: &dyn Store, grids: &LayerDef) -> Result<()> {
 pub struct NewPlan {
     pub title: String,
     pub scope: Vec<String>,
+    /// Set from the signed-in principal (what a client sends is ignored).
+    #[serde(default)]
     pub author: String,
 }
 
@@ -1410,7 +1412,7 @@ impl Book {
     /// `POST /api/plans/{id}/publish`.
     pub async fn publish(
         &mut self,
-        st: &crate::api::AppState,
+        st: &crate::app::App,
         id: i64,
         author: &str,
         reason: &str,

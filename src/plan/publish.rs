@@ -11,7 +11,7 @@
 
 use super::check::{self, Changes, World};
 use super::{Grid, PlanError, Result, bad};
-use crate::api::AppState;
+use crate::app::App;
 use crate::index::{Patch, rect_union};
 use crate::model::{Feature, GridCode, Value, builtin};
 use crate::store::{Change, ChangeSet, Op};
@@ -34,7 +34,7 @@ pub fn validation_json(world: &World, report: &check::Report, elapsed_ms: f64) -
 /// replaced code had when the proposal was made; a code published since
 /// (or changed) is a conflict.
 pub async fn publish(
-    st: &AppState,
+    st: &App,
     changes: &Changes,
     expect: &BTreeMap<String, (i64, i64)>,
     author: &str,
@@ -183,6 +183,20 @@ pub async fn publish(
             dirty.push(r);
         }
     }
+    // 全程留痕: the audit row goes in the same transaction as the change.
+    cs.audit.push(crate::auth::audit::entry(
+        author,
+        "",
+        if reason.starts_with("[revert ") {
+            "revert"
+        } else {
+            "publish"
+        },
+        "ok",
+        "",
+        &changes.keys().cloned().collect::<Vec<_>>().join(","),
+        json!({ "reason": reason, "grids": changes.len() }),
+    ));
     let applied = st.store.apply(&cs).await?;
     // The next catalog.
     let mut patches = Vec::with_capacity(cs.ops.len());
@@ -293,7 +307,7 @@ fn plain_reason(reason: &str) -> &str {
 /// Every version of the grid with this code, oldest first: the state it
 /// was imported with (when the log has only a bulk row for it), then one
 /// per change-log row.
-pub async fn versions(st: &AppState, code: &str) -> Result<Vec<Version>> {
+pub async fn versions(st: &App, code: &str) -> Result<Vec<Version>> {
     GridCode::parse(code).map_err(PlanError::BadRequest)?;
     let rows = st.store.history_where(builtin::GRIDS, "code", code).await?;
     let cat = st.catalog();
@@ -349,7 +363,7 @@ fn version_of(c: &Change, version: usize) -> Version {
 }
 
 /// `GET /api/grids/{code}/history`.
-pub async fn history_json(st: &AppState, code: &str) -> Result<J> {
+pub async fn history_json(st: &App, code: &str) -> Result<J> {
     let vs = versions(st, code).await?;
     let list: Vec<J> = vs
         .iter()
@@ -395,7 +409,7 @@ pub struct RevertBody {
 /// `POST /api/grids/{code}/revert`: the grid, and every grid changed
 /// together with it since that version (and, in turn, with those), go
 /// back to their state at that version; validated and published.
-pub async fn revert(st: &AppState, code: &str, body: &RevertBody) -> Result<J> {
+pub async fn revert(st: &App, code: &str, body: &RevertBody) -> Result<J> {
     // A dry run is asked before anyone signs: author and reason come with
     // the real one.
     if !body.dry_run {
@@ -500,7 +514,7 @@ pub async fn revert(st: &AppState, code: &str, body: &RevertBody) -> Result<J> {
 /// back (and how), every change set it undoes (who, when, why), and the
 /// validation and impact of the result. Writes nothing.
 async fn preview(
-    st: &AppState,
+    st: &App,
     code: &str,
     version: usize,
     changes: &Changes,
@@ -563,7 +577,7 @@ async fn preview(
 }
 
 /// Every change-log row of one transaction.
-async fn txn_rows(st: &AppState, txn: i64) -> Result<Vec<Change>> {
+async fn txn_rows(st: &App, txn: i64) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     let mut from = txn - 1;
     loop {

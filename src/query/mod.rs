@@ -511,12 +511,17 @@ pub struct Plan {
     pub offset: usize,
     /// The compiled filter of each layer (same order as `layers`).
     pub filters: Vec<Option<filter::Filter>>,
+    /// A scoped principal's grids: features outside are never matched.
+    pub scope: Option<std::sync::Arc<crate::index::scope::Scope>>,
 }
 
 impl Plan {
     /// The indexes of the matches in layer `k` of the plan, ascending.
     pub fn select(&self, selector: &Selector<'_>, k: usize, layer: &LayerIndex) -> Vec<u32> {
         let mut hits = selector.select(layer);
+        if let Some(s) = &self.scope {
+            hits.retain(|&i| s.holds(layer, i));
+        }
         if let Some(Some(f)) = self.filters.get(k) {
             hits.retain(|&i| {
                 crate::work::checkpoint();
@@ -637,6 +642,7 @@ impl Request {
             limit,
             offset,
             filters,
+            scope: None,
         })
     }
 }

@@ -2,7 +2,8 @@
 //! without loss: every layer in order with its features' ids, versions,
 //! geometries and properties, each layer's id counter (so a deleted newest
 //! feature's id is not given again), the change log row by row with its own
-//! seqs, and the metadata.
+//! seqs, the metadata, the account records and the audit trail (verbatim,
+//! so its hash chain still verifies).
 //!
 //! It goes through the [`Store`] trait only: `load_layer` + `last_id` →
 //! `restore_layer` per layer (each one transaction on the bulk path), then
@@ -25,6 +26,9 @@ pub struct CopySummary {
     pub features: usize,
     pub changes: usize,
     pub meta: usize,
+    /// Account records (users, tokens, sessions) and audit rows.
+    pub accounts: usize,
+    pub audit: usize,
     pub seconds: f64,
 }
 
@@ -32,8 +36,15 @@ impl std::fmt::Display for CopySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} layer(s), {} feature(s), {} change-log row(s), {} metadata value(s) in {:.1} s",
-            self.layers, self.features, self.changes, self.meta, self.seconds
+            "{} layer(s), {} feature(s), {} change-log row(s), {} metadata value(s), \
+             {} account record(s), {} audit row(s) in {:.1} s",
+            self.layers,
+            self.features,
+            self.changes,
+            self.meta,
+            self.accounts,
+            self.audit,
+            self.seconds
         )
     }
 }
@@ -95,6 +106,22 @@ pub async fn copy(
         .last_seq()
         .await
         .with_context(|| format!("cannot read the change log of {dest}"))?;
+    let dest_accounts = to
+        .auth_records()
+        .await
+        .with_context(|| format!("cannot read the accounts of {dest}"))?
+        .len();
+    let dest_audit = to
+        .audit_since(0, 1)
+        .await
+        .with_context(|| format!("cannot read the audit trail of {dest}"))?
+        .len();
+    if dest_accounts > 0 || dest_audit > 0 {
+        anyhow::bail!(
+            "the destination {dest} is not empty (it holds accounts or an audit trail): \
+             copy into a new GeoPackage or an empty database"
+        );
+    }
     if !held.is_empty() || dest_seq > 0 {
         anyhow::bail!(
             "the destination {dest} is not empty ({} layer(s), change log up to seq {dest_seq}): \
@@ -117,6 +144,8 @@ pub async fn copy(
         features: 0,
         changes: 0,
         meta: 0,
+        accounts: 0,
+        audit: 0,
         seconds: 0.0,
     };
     for def in &layers {
@@ -179,6 +208,40 @@ pub async fn copy(
             .with_context(partial)?;
     }
     sum.meta = meta.len();
+    // Accounts, tokens and sessions, then the audit trail verbatim (its
+    // hash chain stays verifiable in the copy).
+    let records = from
+        .auth_records()
+        .await
+        .context("cannot read the account records")
+        .with_context(partial)?;
+    to.write_auth(&super::auth::AuthWrite {
+        put: records.clone(),
+        ..Default::default()
+    })
+    .await
+    .context("cannot write the account records")
+    .with_context(partial)?;
+    sum.accounts = records.len();
+    let mut after = 0;
+    loop {
+        let rows = from
+            .audit_since(after, PAGE)
+            .await
+            .with_context(|| format!("cannot read the audit trail after row {after}"))
+            .with_context(partial)?;
+        let Some(last) = rows.last() else { break };
+        let newest = last.seq;
+        to.restore_audit(&rows)
+            .await
+            .with_context(|| format!("cannot write the audit trail after row {after}"))
+            .with_context(partial)?;
+        sum.audit += rows.len();
+        after = newest;
+        if (rows.len() as i64) < PAGE {
+            break;
+        }
+    }
     sum.seconds = t0.elapsed().as_secs_f64();
     Ok(sum)
 }

@@ -16,6 +16,7 @@
 //! transaction, so a change set is atomic and the change log's order is the
 //! commit order.
 
+use super::auth::{AuditEntry, AuditQuery, AuditRow, AuthRecord, AuthWrite};
 use super::{Applied, Change, ChangeSet, LogDetail, Op, Result, Store, StoreError, wkb};
 use crate::model::{Feature, LayerDef, PropType, Value, value::format_utc};
 use async_trait::async_trait;
@@ -92,6 +93,27 @@ CREATE TABLE IF NOT EXISTS onemap_changes (
   after TEXT
 );
 CREATE INDEX IF NOT EXISTS onemap_changes_feature ON onemap_changes(layer, fid);
+CREATE TABLE IF NOT EXISTS onemap_auth (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE TABLE IF NOT EXISTS onemap_audit (
+  seq INTEGER PRIMARY KEY NOT NULL,
+  time TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  role TEXT NOT NULL,
+  action TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  source TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  prev TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS onemap_audit_actor ON onemap_audit(actor, seq);
+CREATE INDEX IF NOT EXISTS onemap_audit_action ON onemap_audit(action, seq);
 "#;
 
 /// The GeoPackage store. Cheap to share behind an `Arc`.
@@ -1034,6 +1056,7 @@ impl Store for GpkgStore {
         };
         // Any error drops `tx`, which rolls back.
         let applied = self.apply_ops(&mut tx, cs, &mut st).await?;
+        append_audit(&mut tx, &cs.audit).await?;
         tx.commit().await?;
         if !cs.create.is_empty() {
             self.layers
@@ -1235,4 +1258,152 @@ impl Store for GpkgStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn auth_records(&self) -> Result<Vec<AuthRecord>> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, id, body FROM onemap_auth ORDER BY kind, id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id, body)| AuthRecord { kind, id, body })
+            .collect())
+    }
+
+    async fn write_auth(&self, w: &AuthWrite) -> Result<Vec<AuditRow>> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for r in &w.put {
+            sqlx::query(
+                "INSERT INTO onemap_auth (kind, id, body) VALUES (?, ?, ?) \
+                 ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
+            )
+            .bind(&r.kind)
+            .bind(&r.id)
+            .bind(&r.body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (kind, id) in &w.delete {
+            sqlx::query("DELETE FROM onemap_auth WHERE kind = ? AND id = ?")
+                .bind(kind)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = append_audit(&mut tx, &w.audit).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
+        let mut sql = String::from("SELECT * FROM onemap_audit WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(b) = q.before {
+            sql.push_str(&format!(" AND seq < {b}"));
+        }
+        for (col, v) in [
+            ("actor", &q.actor),
+            ("action", &q.action),
+            ("outcome", &q.outcome),
+        ] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col} = ?"));
+                args.push(v.clone());
+            }
+        }
+        if let Some(v) = &q.since {
+            sql.push_str(" AND time >= ?");
+            args.push(v.clone());
+        }
+        if let Some(v) = &q.until {
+            sql.push_str(" AND time <= ?");
+            args.push(v.clone());
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit.max(0)));
+        let mut query = sqlx::query(&sql);
+        for a in &args {
+            query = query.bind(a);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_since(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM onemap_audit WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn restore_audit(&self, rows: &[AuditRow]) -> Result<()> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for r in rows {
+            insert_audit(&mut tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Numbers, chains and inserts `entries` after the trail's last row.
+async fn append_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    entries: &[AuditEntry],
+) -> Result<Vec<AuditRow>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM onemap_audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let rows = super::auth::chain(last, entries);
+    for r in &rows {
+        insert_audit(tx, r).await?;
+    }
+    Ok(rows)
+}
+
+async fn insert_audit(tx: &mut Transaction<'_, Sqlite>, r: &AuditRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO onemap_audit \
+         (seq, time, actor, role, action, outcome, source, target, detail, prev, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.seq)
+    .bind(&r.entry.time)
+    .bind(&r.entry.actor)
+    .bind(&r.entry.role)
+    .bind(&r.entry.action)
+    .bind(&r.entry.outcome)
+    .bind(&r.entry.source)
+    .bind(&r.entry.target)
+    .bind(&r.entry.detail)
+    .bind(&r.prev)
+    .bind(&r.hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.try_get("seq")?,
+        entry: AuditEntry {
+            time: r.try_get("time")?,
+            actor: r.try_get("actor")?,
+            role: r.try_get("role")?,
+            action: r.try_get("action")?,
+            outcome: r.try_get("outcome")?,
+            source: r.try_get("source")?,
+            target: r.try_get("target")?,
+            detail: r.try_get("detail")?,
+        },
+        prev: r.try_get("prev")?,
+        hash: r.try_get("hash")?,
+    })
 }

@@ -10,6 +10,7 @@
 //! to: the GeoPackage store is the embedded default, the PostGIS store the
 //! server one, with the same contract (and the same contract tests).
 
+pub mod auth;
 pub mod copy;
 pub mod gpkg;
 pub mod postgis;
@@ -151,6 +152,8 @@ pub struct ChangeSet {
     pub create: Vec<LayerDef>,
     pub ops: Vec<Op>,
     pub detail: LogDetail,
+    /// Audit entries written in the same transaction (a publish, a revert).
+    pub audit: Vec<auth::AuditEntry>,
 }
 
 impl ChangeSet {
@@ -161,6 +164,7 @@ impl ChangeSet {
             create: Vec::new(),
             ops: Vec::new(),
             detail: LogDetail::PerFeature,
+            audit: Vec::new(),
         }
     }
 }
@@ -267,6 +271,22 @@ pub trait Store: Send + Sync {
     fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<Wakeups>> {
         None
     }
+
+    /// Every account record (users, tokens, sessions).
+    async fn auth_records(&self) -> Result<Vec<auth::AuthRecord>>;
+
+    /// Writes and deletes account records and appends audit entries, in one
+    /// transaction; answers the audit rows as stored (numbered, chained).
+    async fn write_auth(&self, w: &auth::AuthWrite) -> Result<Vec<auth::AuditRow>>;
+
+    /// A page of the audit trail, newest first.
+    async fn audit_page(&self, q: &auth::AuditQuery) -> Result<Vec<auth::AuditRow>>;
+
+    /// Audit rows after `after`, oldest first (verify, copy).
+    async fn audit_since(&self, after: i64, limit: i64) -> Result<Vec<auth::AuditRow>>;
+
+    /// Writes audit rows verbatim (`onemap copy`, into an empty trail).
+    async fn restore_audit(&self, rows: &[auth::AuditRow]) -> Result<()>;
 }
 
 /// The change sets this process wrote (their first seq), so that a
@@ -369,6 +389,21 @@ impl Store for Tracked {
     }
     fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<Wakeups>> {
         self.inner.change_notifications()
+    }
+    async fn auth_records(&self) -> Result<Vec<auth::AuthRecord>> {
+        self.inner.auth_records().await
+    }
+    async fn write_auth(&self, w: &auth::AuthWrite) -> Result<Vec<auth::AuditRow>> {
+        self.inner.write_auth(w).await
+    }
+    async fn audit_page(&self, q: &auth::AuditQuery) -> Result<Vec<auth::AuditRow>> {
+        self.inner.audit_page(q).await
+    }
+    async fn audit_since(&self, after: i64, limit: i64) -> Result<Vec<auth::AuditRow>> {
+        self.inner.audit_since(after, limit).await
+    }
+    async fn restore_audit(&self, rows: &[auth::AuditRow]) -> Result<()> {
+        self.inner.restore_audit(rows).await
     }
 }
 

@@ -23,6 +23,7 @@
 //! Geometries are ISO WKB from [`super::wkb`] (`ST_AsBinary`,
 //! `ST_GeomFromWKB($1, 4326)`), so no geozero and no PostGIS type binding.
 
+use super::auth::{AuditEntry, AuditQuery, AuditRow, AuthRecord, AuthWrite};
 use super::{Applied, Change, ChangeSet, LogDetail, Op, Result, Store, StoreError, wkb};
 use crate::model::{Feature, LayerDef, PropType, Value, value::format_utc};
 use async_trait::async_trait;
@@ -1300,6 +1301,7 @@ impl Store for PostgisStore {
         };
         // Any error drops `tx`, which rolls back.
         let applied = self.apply_ops(&mut tx, cs, &mut st).await?;
+        append_audit(&mut tx, &cs.audit).await?;
         tx.commit().await?;
         if !cs.create.is_empty() {
             let mut layers = self
@@ -1543,6 +1545,156 @@ impl Store for PostgisStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn auth_records(&self) -> Result<Vec<AuthRecord>> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT kind, id, body FROM onemap_auth ORDER BY kind, id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id, body)| AuthRecord { kind, id, body })
+            .collect())
+    }
+
+    async fn write_auth(&self, w: &AuthWrite) -> Result<Vec<AuditRow>> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        for r in &w.put {
+            sqlx::query(
+                "INSERT INTO onemap_auth (kind, id, body) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+            )
+            .bind(&r.kind)
+            .bind(&r.id)
+            .bind(&r.body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (kind, id) in &w.delete {
+            sqlx::query("DELETE FROM onemap_auth WHERE kind = $1 AND id = $2")
+                .bind(kind)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows = append_audit(&mut tx, &w.audit).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
+        let mut sql = String::from("SELECT * FROM onemap_audit WHERE true");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(b) = q.before {
+            sql.push_str(&format!(" AND seq < {b}"));
+        }
+        let mut cond = |sql: &mut String, expr: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                args.push(v.clone());
+                sql.push_str(&format!(" AND {expr} ${}", args.len()));
+            }
+        };
+        cond(&mut sql, "actor =", &q.actor);
+        cond(&mut sql, "action =", &q.action);
+        cond(&mut sql, "outcome =", &q.outcome);
+        cond(&mut sql, "time >=", &q.since);
+        cond(&mut sql, "time <=", &q.until);
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit.max(0)));
+        let mut query = sqlx::query(&sql);
+        for a in &args {
+            query = query.bind(a);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_since(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM onemap_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn restore_audit(&self, rows: &[AuditRow]) -> Result<()> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        for r in rows {
+            insert_audit(&mut tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Numbers, chains and inserts `entries` after the trail's last row (the
+/// caller holds the write lock, so no other writer numbers rows meanwhile).
+async fn append_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    entries: &[AuditEntry],
+) -> Result<Vec<AuditRow>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM onemap_audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let rows = super::auth::chain(last, entries);
+    for r in &rows {
+        insert_audit(tx, r).await?;
+    }
+    Ok(rows)
+}
+
+async fn insert_audit(tx: &mut Transaction<'_, Postgres>, r: &AuditRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO onemap_audit \
+         (seq, time, actor, role, action, outcome, source, target, detail, prev, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(r.seq)
+    .bind(&r.entry.time)
+    .bind(&r.entry.actor)
+    .bind(&r.entry.role)
+    .bind(&r.entry.action)
+    .bind(&r.entry.outcome)
+    .bind(&r.entry.source)
+    .bind(&r.entry.target)
+    .bind(&r.entry.detail)
+    .bind(&r.prev)
+    .bind(&r.hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn audit_from_row(r: &PgRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.try_get("seq")?,
+        entry: AuditEntry {
+            time: r.try_get("time")?,
+            actor: r.try_get("actor")?,
+            role: r.try_get("role")?,
+            action: r.try_get("action")?,
+            outcome: r.try_get("outcome")?,
+            source: r.try_get("source")?,
+            target: r.try_get("target")?,
+            detail: r.try_get("detail")?,
+        },
+        prev: r.try_get("prev")?,
+        hash: r.try_get("hash")?,
+    })
 }
 
 #[cfg(test)]

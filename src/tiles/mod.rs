@@ -373,6 +373,19 @@ fn points(g: &Geometry, pr: &Projector, rect: &ClipRect) -> Vec<[i32; 2]> {
 /// Renders one tile. Returns the encoded tile, or an empty vector when no
 /// layer has a feature there.
 pub fn render(cat: &Catalog, cfg: &TileConfig, layers: &[String], t: TileId) -> Vec<u8> {
+    render_scoped(cat, cfg, layers, t, None)
+}
+
+/// Renders one tile for a scoped principal: the governance layers carry only
+/// features inside the scope (grids, points, and clusters and their counts
+/// computed from those); roads and water, the map's context, stay whole.
+pub fn render_scoped(
+    cat: &Catalog,
+    cfg: &TileConfig,
+    layers: &[String],
+    t: TileId,
+    scope: Option<&crate::index::scope::Scope>,
+) -> Vec<u8> {
     let extent = f64::from(cfg.extent);
     let buf = f64::from(cfg.buffer);
     let rect = ClipRect {
@@ -389,6 +402,12 @@ pub fn render(cat: &Catalog, cfg: &TileConfig, layers: &[String], t: TileId) -> 
             continue;
         }
         let mut cands: Vec<u32> = li.in_rect(bounds).collect();
+        if let Some(sc) = scope
+            && name != builtin::ROADS
+            && name != builtin::WATER
+        {
+            cands.retain(|&i| sc.holds(li, i));
+        }
         cands.sort_unstable();
         if cands.is_empty() {
             continue;

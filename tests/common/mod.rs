@@ -35,38 +35,92 @@ pub struct TestServer {
 }
 
 /// The default configuration, with the repository's web/ and styles/.
-pub fn config() -> onemap::api::Config {
+pub fn config() -> onemap::app::Config {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    onemap::api::Config {
+    onemap::app::Config {
         web_dir: root.join("web"),
         styles_dir: root.join("styles"),
         ..Default::default()
     }
 }
 
-pub async fn serve(store: Arc<dyn Store>, config: onemap::api::Config) -> TestServer {
+pub async fn serve(store: Arc<dyn Store>, config: onemap::app::Config) -> TestServer {
     let (_, running) = serve_state(store, config).await;
     client_for(running)
 }
 
 /// Starts a server and also returns its state (to reach the catalog and the
-/// tile cache directly).
+/// tile cache directly). The server's test client signs in with an admin
+/// token made in the store first ([`token`]).
 pub async fn serve_state(
     store: Arc<dyn Store>,
-    config: onemap::api::Config,
-) -> (Arc<onemap::api::AppState>, onemap::api::Running) {
-    let state = onemap::api::load_state(store, config).await.expect("load");
+    config: onemap::app::Config,
+) -> (Arc<onemap::app::App>, onemap::api::Running) {
+    let admin = token(store.as_ref(), onemap::auth::Role::Admin, &[]).await;
+    let state = onemap::app::load(store, config).await.expect("load");
     let running = onemap::api::start(state.clone(), "127.0.0.1:0")
         .await
         .expect("start");
+    tokens().insert(running.addr, admin);
     (state, running)
 }
 
+fn tokens()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<std::net::SocketAddr, String>> {
+    static T: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<std::net::SocketAddr, String>>,
+    > = std::sync::OnceLock::new();
+    T.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// A new token of `role` (scoped to `scope`) in `store`.
+pub async fn token(store: &dyn Store, role: onemap::auth::Role, scope: &[&str]) -> String {
+    let (_, secret) = onemap::auth::accounts::create_token(
+        store,
+        &onemap::auth::Principal::system("test"),
+        "test",
+        onemap::auth::accounts::NewToken {
+            name: format!("test-{}", role.as_str()),
+            role,
+            scope: scope.iter().map(|s| s.to_string()).collect(),
+            expires_days: None,
+            kiosk: false,
+        },
+    )
+    .await
+    .expect("create a token");
+    secret
+}
+
+/// A client that sends `Authorization: Bearer TOKEN` on every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .expect("client")
+}
+
+/// The admin token of a server started by [`serve_state`].
+pub fn admin_token(running: &onemap::api::Running) -> String {
+    tokens()
+        .get(&running.addr)
+        .cloned()
+        .expect("a server started by serve_state")
+}
+
 pub fn client_for(running: onemap::api::Running) -> TestServer {
+    let client = bearer_client(&admin_token(&running));
     TestServer {
         base: format!("http://{}", running.addr),
         running,
-        client: reqwest::Client::new(),
+        client,
     }
 }
 

@@ -1,19 +1,37 @@
 // JSON over the same origin. Errors come back as application/problem+json; they are thrown as
 // ApiError with the problem's title/detail so the UI can say what went wrong.
+//
+// Credentials travel as the session cookie (HttpOnly: the page never sees it; same-origin fetch
+// sends it). A 401 from any helper here means the session is gone: the handler set with
+// onUnauthorized (session.js: back to the login page) is called before the error is thrown.
 
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, res) {
     super(problem?.detail || problem?.title || `HTTP ${status}`);
     this.status = status;
     this.problem = problem;
+    /** Seconds from a Retry-After header (429), else null. */
+    const retry = Number.parseInt(res?.headers?.get('retry-after') ?? '', 10);
+    this.retryAfter = Number.isFinite(retry) ? retry : null;
   }
 }
 
-async function answer(res) {
+let unauthorized = null;
+/** fn(error) is called on every 401 answer (except the login's own). */
+export function onUnauthorized(fn) { unauthorized = fn; }
+
+/** The ApiError of a failed response (its problem JSON read if there is one). */
+async function failure(res) {
+  let problem = null;
+  try { problem = await res.json(); } catch { /* not JSON */ }
+  return new ApiError(res.status, problem, res);
+}
+
+async function answer(res, { login = false } = {}) {
   if (!res.ok) {
-    let problem = null;
-    try { problem = await res.json(); } catch { /* not JSON */ }
-    throw new ApiError(res.status, problem);
+    const err = await failure(res);
+    if (res.status === 401 && !login) unauthorized?.(err);
+    throw err;
   }
   return res.json();
 }
@@ -22,11 +40,10 @@ export async function getJSON(path, { signal } = {}) {
   return answer(await fetch(path, { signal, headers: { accept: 'application/json' } }));
 }
 
-/** POSTs a JSON body; the answer (or the ApiError) as getJSON gives it. */
-export async function postJSON(path, body, { signal, user } = {}) {
+/** POSTs a JSON body; the answer (or the ApiError) as getJSON gives it. The author the server
+ *  records for a change is the signed-in account. */
+export async function postJSON(path, body, { signal } = {}) {
   const headers = { accept: 'application/json', 'content-type': 'application/json' };
-  // the author the server records for the change (percent-encoded: header values are ASCII)
-  if (user) headers['x-onemap-user'] = encodeURIComponent(user);
   return answer(await fetch(path, { method: 'POST', signal, body: JSON.stringify(body), headers }));
 }
 
@@ -46,6 +63,20 @@ export async function postBlob(path, body, { signal } = {}) {
 const enc = encodeURIComponent;
 
 export const api = {
+  /** POST /api/login {name, password, otp?} → who is signed in (as `me`); a refusal is thrown
+   *  as ApiError with `problem.code` (wrong | locked | otp_required | otp_not_enrolled |
+   *  throttled), without calling the 401 handler. */
+  login: async (body, opts = {}) => answer(await fetch('/api/login', {
+    method: 'POST', signal: opts.signal, body: JSON.stringify(body),
+    headers: { accept: 'application/json', 'content-type': 'application/json' },
+  }), { login: true }),
+  /** GET /api/me → {name, role, role_label, scope, perms, kiosk}. */
+  me: (opts) => getJSON('/api/me', opts),
+  /** POST /api/logout (204): the session ends and its cookie is cleared. */
+  logout: async (opts = {}) => {
+    const res = await fetch('/api/logout', { method: 'POST', signal: opts.signal, headers: { accept: 'application/json' } });
+    if (!res.ok) throw await failure(res);
+  },
   grids: (level, opts) => getJSON(`/api/grids?level=${encodeURIComponent(level)}`, opts),
   grid: (code, opts) => getJSON(`/api/grids/${encodeURIComponent(code)}`, opts),
   /** GET /api/grids/{code}?geometry=true: one grid as `grid` gives it, with its exact outline
@@ -70,7 +101,7 @@ export const api = {
   plan: (id, opts) => getJSON(`/api/plans/${enc(id)}`, opts),
   discardPlan: (id, opts) => del(`/api/plans/${enc(id)}`, opts),
   /** POST /api/plans/{id}/ops: one op → {n, kind, summary, changed, created, deleted, plan};
-   *  `opts.user` is recorded as the op's author (else the server takes the plan's). */
+   *  the signed-in account is recorded as the op's author. */
   planOp: (id, op, opts) => postJSON(`/api/plans/${enc(id)}/ops`, op, opts),
   validatePlan: (id, opts) => getJSON(`/api/plans/${enc(id)}/validate`, opts),
   publishPlan: (id, body, opts) => postJSON(`/api/plans/${enc(id)}/publish`, body, opts),

@@ -6,6 +6,10 @@
 // proxy); then a new EventSource is opened after a back-off (1 s doubling to 30 s). A fresh
 // connection starts with `hello`, on which a client resynchronises its state from /api/stats.
 // `reconnect()` drops the connection and opens a new one (for a connection that has gone quiet).
+//
+// EventSource does not tell an expired session (401) from any other refusal, so when it gives up
+// /api/me is asked: a 401 there sends the user to the login page (session.js).
+import { check as checkSession } from './session.js';
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -46,6 +50,7 @@ export function connectLive(url, on = {}) {
     if (es.readyState !== EventSource.CLOSED) { setState('connecting'); return; }
     drop();
     setState('down');
+    checkSession().catch(() => { /* 401: on the way to the login page; else the server is away */ });
     retry = setTimeout(() => { retry = 0; open(); }, backoff);
     backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
   };

@@ -50,7 +50,7 @@ async function postOrders(features) {
 }
 
 async function patch(id, body) {
-  const r = await fetch(`${env.origin}/api/events/${encodeURIComponent(id)}`, {
+  const r = await env.fetch(`/api/events/${encodeURIComponent(id)}`, {
     method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   const text = await r.text();

@@ -84,6 +84,11 @@ describe('big screen, database outage', { timeout: 4 * SLOW, skip: cluster ? fal
       assert.deepEqual(rec.consoleErrors, [], 'console errors before the outage');
       assert.deepEqual(rec.failedResponses, [], 'failed requests before the outage');
 
+      // a second screen's context signs in now: POST /api/login needs the database (it re-reads
+      // the accounts), an open session does not
+      const secondCtx = await env.browser.newContext({ viewport: { width: 1280, height: 720 } });
+      await env.loginApi(secondCtx);
+
       // ── the database goes away ──
       phase = 'down';
       page.on('console', (m) => { if (phase === 'down' && m.type() === 'error') during.consoleErrors.push(m.text()); });
@@ -115,7 +120,7 @@ describe('big screen, database outage', { timeout: 4 * SLOW, skip: cluster ? fal
         'the map asked for no tile while the database was away');
 
       // a screen opened now draws from the server's memory and learns of the outage from `hello`
-      const second = await openPage(env, '#/screen', { width: 1280, height: 720 });
+      const second = await openPage(env, '#/screen', { context: secondCtx });
       try {
         await second.page.evaluate(() => window.onemap.live.ready);
         await expectState(second.page, 'stale', 'zh-CN', 20_000, 'a screen opened during the outage');

@@ -5,7 +5,7 @@
 // and the language switch. Run from web/: `node --test tests/` (see harness.mjs).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openPage, SLOW, useServer, waitIdle } from './harness.mjs';
+import { ADMIN, openPage, SLOW, useServer, waitIdle } from './harness.mjs';
 
 const env = useServer();
 const W = 1600;
@@ -149,7 +149,9 @@ describe('plan page', { timeout: 12 * SLOW }, () => {
       // ── create: title, author, scope picked by searching its name ──
       const title = `调整${community.name}网格边界`;
       await page.locator('.pl-new-title').fill(title);
-      await page.locator('.pl-new-author').fill('王规划');
+      // the author is the signed-in account, not typed
+      assert.equal(await page.locator('.pl-new-author').inputValue(), ADMIN.name);
+      assert.equal(await page.locator('.pl-new-author').getAttribute('readonly'), '');
       await page.locator('.pl-scope-search').fill(community.name);
       await page.locator(`.pl-choice[data-code="${community.code}"]`).click();
       assert.equal(await page.locator(`.pl-scope .pl-chip[data-code="${community.code}"]`).count(), 1);
@@ -218,7 +220,7 @@ describe('plan page', { timeout: 12 * SLOW }, () => {
 
       // ── publish with a reason ──
       await page.locator('.pl-tabs [data-tab="publish"]').click();
-      assert.equal(await page.locator('.pl-pub-author').inputValue(), '王规划');
+      assert.equal(await page.locator('.pl-pub-author').inputValue(), ADMIN.name);
       await page.locator('.pl-pub-reason').fill('');
       await page.locator('.pl-pub-go').click();
       assert.match(await page.locator('.pl-pub-out .pl-error').innerText(), /^请填写：原因/);

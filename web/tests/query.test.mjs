@@ -451,7 +451,7 @@ describe('query page', { timeout: 10 * SLOW }, () => {
       const href = await page.locator('.q-csv').getAttribute('href');
       const q = JSON.parse(new URL(href, env.origin).searchParams.get('q'));
       assert.deepEqual(q, { area: { grid: street.code }, layers: ['risks'] });
-      const res = await fetch(env.origin + href);
+      const res = await env.fetch(href);
       assert.equal(res.status, 200);
       const bytes = new Uint8Array(await res.arrayBuffer());
       assert.deepEqual([...bytes.slice(0, 3)], [0xef, 0xbb, 0xbf], 'no UTF-8 BOM');
@@ -462,7 +462,7 @@ describe('query page', { timeout: 10 * SLOW }, () => {
       const [download] = await Promise.all([page.waitForEvent('download'), page.locator('.q-csv').click()]);
       assert.equal(download.suggestedFilename(), 'onemap-risks.csv');
 
-      const gj = await (await fetch(env.origin + await page.locator('.q-geojson').getAttribute('href'))).json();
+      const gj = await (await env.fetch(await page.locator('.q-geojson').getAttribute('href'))).json();
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       assert.equal(gj.features.length, total);
       const byLayer = {};

@@ -10,6 +10,7 @@
 // State lives in one plain object (window.onemap.plan.state for tests). Everything mount creates
 // is released by the returned unmount.
 import { api } from '../../api.js';
+import { displayName } from '../../session.js';
 import { applyI18n, fmtNumber, onLangChange, t, tb, tf } from '../../i18n.js';
 import { h } from './dom.js';
 import { createEditor } from './edit.js';
@@ -22,7 +23,6 @@ import {
 export const EDIT_LEVELS = ['community', 'grid', 'micro'];
 const PICK_LEVELS = ['street', 'community', 'grid'];
 const CHILD = { district: 'street', street: 'community', community: 'grid', grid: 'micro', micro: 'micro' };
-const AUTHOR_KEY = 'onemap.author';
 const ATTRS = ['name', 'staff', 'phone', 'population'];
 
 const LAYOUT = `
@@ -37,7 +37,7 @@ const LAYOUT = `
         <section class="pl-sec pl-new" data-when="list">
           <h2 data-i18n-b="p.new"></h2>
           <label class="pl-field"><span data-i18n="p.title"></span><input type="text" class="pl-new-title" autocomplete="off"></label>
-          <label class="pl-field"><span data-i18n="p.author"></span><input type="text" class="pl-new-author" autocomplete="off"></label>
+          <label class="pl-field"><span data-i18n="p.author"></span><input type="text" class="pl-new-author" autocomplete="off" readonly data-i18n-title="p.author.signedIn"></label>
           <div class="pl-field"><span data-i18n="p.scope"></span>
             <ul class="pl-scope"></ul>
             <input type="search" class="pl-scope-search" autocomplete="off" spellcheck="false">
@@ -101,7 +101,7 @@ const LAYOUT = `
       </section>
       <section class="pl-tab" data-tab="publish">
         <form class="pl-publish">
-          <label class="pl-field"><span data-i18n="p.publisher"></span><input type="text" class="pl-pub-author" autocomplete="off"></label>
+          <label class="pl-field"><span data-i18n="p.publisher"></span><input type="text" class="pl-pub-author" autocomplete="off" readonly data-i18n-title="p.author.signedIn"></label>
           <label class="pl-field"><span data-i18n="p.reason"></span><textarea class="pl-pub-reason" rows="3"></textarea></label>
           <button type="submit" class="pl-btn pl-primary pl-pub-go" data-i18n="p.publish"></button>
         </form>
@@ -164,9 +164,9 @@ export const planView = {
     /** Identifies the plan's content: validation answers older than this are marked stale. */
     const planKey = () => (state.plan ? `${state.plan.id}:${state.plan.ops.length}:${state.plan.ops.filter((o) => o.undone).length}` : '');
 
-    let author = '';
-    try { author = localStorage.getItem(AUTHOR_KEY) ?? ''; } catch { /* private mode */ }
-    const rememberAuthor = (a) => { if (a) { author = a; try { localStorage.setItem(AUTHOR_KEY, a); } catch { /* ignore */ } } };
+    // The server records the signed-in account as the author of every change: the author and
+    // publisher fields show it and cannot be edited.
+    const author = displayName();
     $('.pl-new-author').value = author;
 
     // ── the editor on the map ──
@@ -333,7 +333,6 @@ export const planView = {
       btn.disabled = true;
       try {
         const plan = await api.createPlan({ title, author: who, scope: state.scope.map((s) => s.code) });
-        rememberAuthor(who);
         state.scope = [];
         $('.pl-new-title').value = '';
         renderScope();
@@ -380,7 +379,7 @@ export const planView = {
         editor.setMode('select');
         history.replaceState(null, '', `#/plan?id=${plan.id}`);
         pmap.setScope([]);
-        $('.pl-pub-author').value = author || plan.author || '';
+        $('.pl-pub-author').value = author;
         if (fit) fitTo(unionBbox(features().map((f) => bboxOf(f.geometry))));
       }
       redraw();
@@ -437,7 +436,7 @@ export const planView = {
       state.opError = null;
       setBusy(true);
       try {
-        const r = await api.planOp(state.plan.id, op, { user: author || undefined });
+        const r = await api.planOp(state.plan.id, op);
         applyPlan(r.plan);
         state.opOk = { n: r.n, kind: r.kind, summary: r.summary };
         return r;
@@ -628,7 +627,6 @@ export const planView = {
       renderPublish();
       try {
         const r = await api.publishPlan(state.plan.id, { author: who, reason });
-        rememberAuthor(who);
         state.publish.result = r;
         state.opError = null;
         state.opOk = null;
@@ -724,7 +722,6 @@ export const planView = {
       renderHistory();
       try {
         const r = await api.revert(hs.code, { version, author: who, reason });
-        rememberAuthor(who);
         hs.result = r;
         hs.refusal = null;
         setViolations([], null);

@@ -176,7 +176,7 @@ export function historyRows(hist, { pinned, revert, preview, readonly, onHover, 
         h('span', { class: 'pl-ver-plan', text: v.plan != null ? tf('p.hist.plan', { id: v.plan }) : t('p.hist.noPlan') })));
     if (!readonly && v.version !== latest) {
       if (revert?.version === v.version) {
-        const author = h('input', { type: 'text', class: 'pl-rv-author', value: revert.author ?? '', autocomplete: 'off' });
+        const author = h('input', { type: 'text', class: 'pl-rv-author', value: revert.author ?? '', autocomplete: 'off', readOnly: true, title: t('p.author.signedIn') });
         const reason = h('input', { type: 'text', class: 'pl-rv-reason', value: revert.reason ?? '', autocomplete: 'off' });
         li.append(h('form', { class: 'pl-rv-form', onsubmit: (e) => { e.preventDefault(); onRevert(v.version, author.value.trim(), reason.value.trim()); } },
           h('label', {}, h('span', { text: t('p.author') }), author),
