@@ -1048,11 +1048,13 @@ async fn scope_sweep(store: Arc<dyn Store>) {
     let mut scoped = Vec::new();
     for scope in [STREET.to_string(), community] {
         let t = token(store.as_ref(), Role::Department, &[&scope]).await;
-        scoped.push((scope.clone(), t, oracle(store.as_ref(), &scope).await));
+        scoped.push((scope.clone(), t));
     }
     let srv = common::serve(store.clone(), common::config()).await;
     let whole = json!({"bbox": [-180.0, -85.0, 180.0, 85.0]});
-    for (scope, tok, want) in &scoped {
+    for (scope, tok) in &scoped {
+        // Read now: the orders an earlier round posted count.
+        let want = &oracle(store.as_ref(), scope).await;
         let c = bearer_client(tok);
         // /api/query over the whole district, every layer.
         let r: J = c
@@ -1248,15 +1250,92 @@ async fn scope_sweep(store: Arc<dyn Store>) {
                 }
             }
         }
-        // The live stream is refused rather than leaked (not yet filtered).
-        let r = c
-            .get(format!("{}/api/live", srv.base))
-            .send()
-            .await
-            .expect("live");
-        assert_eq!(r.status(), 403);
+        // The live stream: an order inside and one outside; the scoped
+        // subscriber hears only the one inside, and statistics of its areas.
+        live_in_scope(&srv, &c, scope).await;
     }
     srv.running.stop().await.expect("stop");
+}
+
+/// Posts an order inside `scope` and one outside (as the admin) and reads
+/// what the scoped client's stream carries.
+async fn live_in_scope(srv: &common::TestServer, c: &reqwest::Client, scope: &str) {
+    use futures::StreamExt;
+    let (s, micro) = srv.get_json("/api/grids?level=micro").await;
+    assert_eq!(s, 200);
+    let all: Vec<String> = micro["grids"]
+        .as_array()
+        .expect("grids")
+        .iter()
+        .filter_map(|g| g["code"].as_str().map(str::to_string))
+        .collect();
+    let inside = all
+        .iter()
+        .find(|c| c.starts_with(scope))
+        .expect("a micro-grid inside")
+        .clone();
+    let outside = all
+        .iter()
+        .find(|c| !c.starts_with(STREET))
+        .expect("a micro-grid outside")
+        .clone();
+    let r = c
+        .get(format!("{}/api/live", srv.base))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut ids = Vec::new();
+    for (n, code) in [&inside, &outside].into_iter().enumerate() {
+        let (_, centre) = common::grid_and_centre(srv, code).await;
+        let id = format!("scope-{scope}-{n}");
+        let r = srv
+            .client
+            .post(format!("{}/api/events", srv.base))
+            .json(&json!({"type": "Feature", "id": id,
+                "geometry": {"type": "Point", "coordinates": [centre.0, centre.1]},
+                "properties": {"title": "t", "source": "grid_report", "category": "other"}}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        ids.push(id);
+    }
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while let Ok(Some(Ok(b))) = tokio::time::timeout_at(until, stream.next()).await {
+        text.push_str(&String::from_utf8_lossy(&b));
+    }
+    let mut events = Vec::new();
+    for frame in text.split("\n\n") {
+        let event = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("event: "))
+            .unwrap_or("");
+        let data: J = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(J::Null);
+        match event {
+            "event" => events.push(data["id"].as_str().unwrap_or("").to_string()),
+            "stats" => {
+                for code in data["areas"].as_object().expect("areas").keys() {
+                    assert!(code.starts_with(scope), "{scope}: stats of {code} streamed");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        events.contains(&ids[0]),
+        "{scope}: the order inside was not streamed: {events:?}"
+    );
+    assert!(
+        !events.contains(&ids[1]),
+        "{scope}: the order outside was streamed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,6 +134,72 @@ fn with_keep_alive(
     })
 }
 
+/// What a scoped subscriber sees of the stream: orders in its grids,
+/// statistics of its grids' areas only, `changed` where its grids are.
+struct ScopedView {
+    scope: Vec<String>,
+    /// The union of its grids' bounding boxes.
+    bounds: Option<geo::Rect>,
+}
+
+impl ScopedView {
+    fn new(cat: &crate::index::Catalog, scope: Vec<String>) -> ScopedView {
+        use geo::BoundingRect;
+        let mut bounds: Option<geo::Rect> = None;
+        for code in &scope {
+            if let Some((_, n)) = cat.grids.get(code)
+                && let Some(r) = n.geometry.bounding_rect()
+            {
+                bounds = Some(match bounds {
+                    Some(b) => crate::index::rect_union(b, r),
+                    None => r,
+                });
+            }
+        }
+        ScopedView { scope, bounds }
+    }
+
+    fn covers(&self, code: &str) -> bool {
+        self.scope.iter().any(|s| code.starts_with(s.as_str()))
+    }
+
+    fn frame(&self, m: &crate::live::Msg) -> Option<Bytes> {
+        match m.event {
+            "event" | "stats" | "changed" => {}
+            _ => return Some(m.frame.clone()),
+        }
+        let mut data: J = serde_json::from_str(&m.data).ok()?;
+        match m.event {
+            "event" => {
+                let g = &data["grids"];
+                let deepest = ["micro", "grid", "community", "street"]
+                    .iter()
+                    .find_map(|l| g[*l].as_str())?;
+                self.covers(deepest).then(|| m.frame.clone())
+            }
+            "stats" => {
+                let areas = data.get_mut("areas")?.as_object_mut()?;
+                areas.retain(|code, _| self.covers(code));
+                if areas.is_empty() {
+                    return None;
+                }
+                Some(sse_frame(m.id, m.event, &data.to_string()))
+            }
+            _ => {
+                let b = data["bbox"].as_array()?;
+                let v: Vec<f64> = b.iter().filter_map(J::as_f64).collect();
+                let r = self.bounds?;
+                let meets = v.len() == 4
+                    && v[0] <= r.max().x
+                    && v[2] >= r.min().x
+                    && v[1] <= r.max().y
+                    && v[3] >= r.min().y;
+                meets.then(|| m.frame.clone())
+            }
+        }
+    }
+}
+
 /// Change-log rows read per page of a replay: one page is in memory at a
 /// time, however far back the client is.
 const REPLAY_PAGE: i64 = 1000;
@@ -184,14 +250,6 @@ pub async fn live(
     headers: HeaderMap,
     q: Result<Query<LiveParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    // The stream's messages (orders, area statistics up to the district)
-    // are not yet filtered by scope: refused rather than leaked.
-    if !who.scope.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the live stream is not yet served to an account scoped to part of the district",
-        ));
-    }
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let last = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(s) if !s.trim().is_empty() => Some(s.trim().parse::<i64>().map_err(|_| {
@@ -209,6 +267,8 @@ pub async fn live(
     // Subscribe before reading the log, so nothing falls between the two.
     let rx = st.live.subscribe();
     let cat = st.catalog();
+    // A scoped subscriber's view of each message (None: unscoped).
+    let view = (!who.scope.is_empty()).then(|| Arc::new(ScopedView::new(&cat, who.scope.clone())));
     let hello = sse_frame(
         None,
         "hello",
@@ -258,11 +318,16 @@ pub async fn live(
     let st2 = st.clone();
     let rest = futures::stream::unfold(Some(phase), move |phase| {
         let st = st2.clone();
+        let view = view.clone();
         async move {
+            let frame = |m: &crate::live::Msg| match &view {
+                None => Some(m.frame.clone()),
+                Some(v) => v.frame(m),
+            };
             match phase? {
                 Phase::Live(mut s) => {
                     let m = s.next().await?;
-                    Some((vec![m.frame.clone()], Some(Phase::Live(s))))
+                    Some((frame(&m).into_iter().collect(), Some(Phase::Live(s))))
                 }
                 Phase::Replay {
                     from,
@@ -281,7 +346,7 @@ pub async fn live(
                     };
                     let frames: Vec<Bytes> = rows
                         .iter()
-                        .filter_map(|c| event_message(c, &cat).map(|m| m.frame.clone()))
+                        .filter_map(|c| event_message(c, &cat).and_then(|m| frame(&m)))
                         .collect();
                     let upto = rows.last().map_or(from, |r| r.seq);
                     let next = if rows.len() as i64 == REPLAY_PAGE {
