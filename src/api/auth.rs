@@ -166,9 +166,10 @@ struct Guard {
     rates: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
-/// The principal a handler acts for (set by the guard).
+/// The principal a handler acts for (set by the guard; shared, so a
+/// token's principal costs no copy per request).
 #[derive(Clone, Debug)]
-pub struct Who(pub Principal);
+pub struct Who(pub Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {
     type Rejection = ApiError;
@@ -320,7 +321,7 @@ async fn guard_layer(
                 }
             }
         },
-        Presented::Cookie(c) => g.app.auth.by_session(&c),
+        Presented::Cookie(c) => g.app.auth.by_session(&c).map(Arc::new),
         Presented::Malformed if perm != Perm::Public => {
             return challenge(
                 unauthorized(

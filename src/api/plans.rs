@@ -67,7 +67,7 @@ pub async fn create(State(st): S, Who(who): Who, body: Result<Json<NewPlan>, Jso
             ));
         }
     }
-    body.author = who.who;
+    body.author = who.who.clone();
     let mut b = book(&st).await?;
     let cat = st.catalog();
     let id = b.create(st.store.as_ref(), &cat, body).await?;
@@ -138,7 +138,7 @@ pub async fn ops(
     let Json(op) = body?;
     let mut b = book(&st).await?;
     let cat = st.catalog();
-    let author = who.who;
+    let author = who.who.clone();
     let (rec, outcome, changed) = b.operate(st.store.as_ref(), &cat, id, op, &author).await?;
     Ok(Json(json!({
         "n": rec.n,
@@ -213,7 +213,7 @@ pub async fn revert(
 ) -> R {
     super::handlers::check_scope(&who, &code)?;
     let Json(mut body) = body?;
-    body.author = who.who;
+    body.author = who.who.clone();
     // Plans and reverts are ordered by the book's lock.
     let _b = book(&st).await?;
     Ok(Json(publish::revert(&st, &code, &body).await?).into_response())

@@ -280,6 +280,9 @@ struct Snapshot {
     users: HashMap<String, User>,
     /// By SHA-256 of the secret.
     tokens: HashMap<String, Token>,
+    /// The tokens not revoked, by the raw SHA-256 of the secret, with
+    /// their expiry and principal made once (the per-request lookup).
+    by_digest: HashMap<[u8; 32], (Option<i64>, Arc<Principal>)>,
     /// By SHA-256 of the cookie value.
     sessions: HashMap<String, Session>,
 }
@@ -369,10 +372,12 @@ impl Auth {
     }
 
     /// The principal of a machine or kiosk token, if it is valid now.
-    pub fn by_token(&self, secret: &str) -> Option<Principal> {
+    pub fn by_token(&self, secret: &str) -> Option<Arc<Principal>> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
         let snap = self.snapshot();
-        let t = snap.tokens.get(&accounts::secret_hash(secret))?;
-        t.valid_at(now_ms()).then(|| t.principal())
+        let (expires, p) = snap.by_digest.get(&digest)?;
+        expires.is_none_or(|e| e > now_ms()).then(|| p.clone())
     }
 
     /// The principal of a session cookie, if the session is alive; also
@@ -697,6 +702,12 @@ async fn read_snapshot(store: &dyn Store) -> crate::store::Result<Snapshot> {
             },
             "token" => match serde_json::from_str::<Token>(&body) {
                 Ok(t) => {
+                    if t.revoked.is_none()
+                        && let Some(d) = digest_of(&t.hash)
+                    {
+                        snap.by_digest
+                            .insert(d, (t.expires_ms, Arc::new(t.principal())));
+                    }
                     snap.tokens.insert(t.hash.clone(), t);
                 }
                 Err(e) => bad(e),
@@ -713,4 +724,18 @@ async fn read_snapshot(store: &dyn Store) -> crate::store::Result<Snapshot> {
         }
     }
     Ok(snap)
+}
+
+/// A hex SHA-256 back to its 32 bytes.
+fn digest_of(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = std::str::from_utf8(&b[2 * i..2 * i + 2]).ok()?;
+        *o = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }
