@@ -1103,6 +1103,25 @@ async fn scope_sweep(store: Arc<dyn Store>) {
                 "{scope}: admin's {l} restricted"
             );
         }
+        // Layer counts.
+        let ls: J = c
+            .get(format!("{}/api/layers", srv.base))
+            .send()
+            .await
+            .expect("layers")
+            .json()
+            .await
+            .expect("json");
+        for l in ls.as_array().expect("layers") {
+            let name = l["name"].as_str().expect("name");
+            if let Some(inside) = want.get(name) {
+                assert_eq!(
+                    l["count"],
+                    json!(inside.len()),
+                    "{scope}: /api/layers {name}"
+                );
+            }
+        }
         // Exports.
         let gj: J = c
             .post(format!("{}/api/query.geojson", srv.base))
@@ -1356,4 +1375,143 @@ async fn scope_sweep_postgis() {
         .expect("open");
     scope_sweep(Arc::new(s)).await;
     pg.stop();
+}
+
+/// Expensive routes are rate-limited per principal (429 with Retry-After),
+/// others are not; CORS answers only configured origins.
+#[tokio::test]
+async fn rate_limit_and_configured_cors() {
+    let dir = common::tempdir();
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    let mut config = common::config();
+    config.rate_per_minute = 3;
+    config.cors_origins = vec!["https://partner.example".into()];
+    let srv = common::serve(store, config).await;
+    let body = json!({"area": {"grid": STREET}, "layers": ["cameras"], "limit": 0});
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = srv
+            .client
+            .post(format!("{}/api/query", srv.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("query");
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // Cheap routes are not counted.
+    for _ in 0..5 {
+        assert_eq!(srv.get("/api/layers").await.status(), 200);
+    }
+    let allowed = srv
+        .client
+        .get(format!("{}/api/layers", srv.base))
+        .header("origin", "https://partner.example")
+        .send()
+        .await
+        .expect("cors");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://partner.example"
+    );
+    let other = srv
+        .client
+        .get(format!("{}/api/layers", srv.base))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .expect("cors");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    srv.running.stop().await.expect("stop");
+}
+
+/// `--tls-cert`/`--tls-key`: HTTPS (checked with curl, as reqwest is built
+/// without TLS here) and session cookies marked Secure.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_https_with_secure_cookies() {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: openssl or curl not found");
+        return;
+    }
+    let dir = common::tempdir();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    add_user(store.as_ref(), "tls", Role::Viewer, "Tls-Pass-2026").await;
+    let mut config = common::config();
+    config.tls = Some(onemap::api::serve::Tls::load(&cert, &key).expect("load cert"));
+    config.auth.secure_cookies = true;
+    let srv = common::serve(store, config).await;
+    let url = srv.base.replace("http://", "https://");
+    let curl = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("curl")
+                .args(["-sk", "-i", "--max-time", "10"])
+                .args(&args)
+                .output()
+                .expect("curl");
+            String::from_utf8_lossy(&out.stdout).to_string()
+        })
+    };
+    let h = curl(vec![format!("{url}/healthz")]).await.expect("curl");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let l = curl(vec![
+        "-H".into(),
+        "content-type: application/json".into(),
+        "--data".into(),
+        r#"{"name":"tls","password":"Tls-Pass-2026"}"#.into(),
+        format!("{url}/api/login"),
+    ])
+    .await
+    .expect("curl");
+    assert!(l.starts_with("HTTP/1.1 200"), "{l}");
+    let cookie = l
+        .lines()
+        .find(|x| x.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("{}/healthz", srv.base))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.expect("r").status().is_success());
+    srv.running.stop().await.expect("stop");
 }

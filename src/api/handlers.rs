@@ -125,17 +125,67 @@ fn layer_json(l: &LayerIndex) -> J {
     })
 }
 
-pub async fn layers(State(st): S) -> Json<J> {
+pub async fn layers(
+    State(st): S,
+    super::auth::Who(who): super::auth::Who,
+) -> Result<Json<J>, ApiError> {
     let c = st.catalog();
-    Json(J::Array(c.layers.iter().map(|l| layer_json(l)).collect()))
+    if who.scope.is_empty() {
+        return Ok(Json(J::Array(
+            c.layers.iter().map(|l| layer_json(l)).collect(),
+        )));
+    }
+    // A scoped principal counts its own grids' features (a pass per layer).
+    let out = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let sc = crate::index::scope::Scope::of(&c, &who.scope);
+            c.layers
+                .iter()
+                .map(|l| scoped_layer_json(l, sc.as_ref()))
+                .collect::<Vec<J>>()
+        })
+        .await?;
+    Ok(Json(J::Array(out)))
 }
 
-pub async fn layer(State(st): S, Path(name): Path<String>) -> Result<Json<J>, ApiError> {
+/// A layer's description with its count inside `scope` (roads and water,
+/// the map's context, are counted whole).
+fn scoped_layer_json(l: &LayerIndex, scope: Option<&crate::index::scope::Scope>) -> J {
+    let mut j = layer_json(l);
+    if let Some(sc) = scope
+        && l.def.name != crate::model::builtin::ROADS
+        && l.def.name != crate::model::builtin::WATER
+    {
+        let n = (0..l.features.len() as u32)
+            .filter(|&i| {
+                crate::work::checkpoint();
+                sc.holds(l, i)
+            })
+            .count();
+        j["count"] = json!(n);
+    }
+    j
+}
+
+pub async fn layer(
+    State(st): S,
+    super::auth::Who(who): super::auth::Who,
+    Path(name): Path<String>,
+) -> Result<Json<J>, ApiError> {
     let c = st.catalog();
-    let l = c
-        .layer(&name)
-        .ok_or_else(|| ApiError::not_found(format!("unknown layer {name:?}")))?;
-    Ok(Json(layer_json(l)))
+    if c.layer(&name).is_none() {
+        return Err(ApiError::not_found(format!("unknown layer {name:?}")));
+    }
+    let j = st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let sc = crate::index::scope::Scope::of(&c, &who.scope);
+            c.layer(&name).map(|l| scoped_layer_json(l, sc.as_ref()))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown layer"))?;
+    Ok(Json(j))
 }
 
 pub async fn api_not_found() -> ApiError {

@@ -695,6 +695,20 @@ pub async fn item(
         return Err(ApiError::not_found(format!("no feature {fid:?} in {id}")));
     }
     let it = items_request(l, &q)?;
+    if id == crate::model::builtin::CAMERAS {
+        // 安全审计: who read which camera's details.
+        st.audit
+            .record(crate::auth::audit::entry(
+                &who.who,
+                who.role.as_str(),
+                "camera",
+                "ok",
+                "",
+                &format!("cameras/{n}"),
+                json!({}),
+            ))
+            .await;
+    }
     let mut j = feature_json(l, i as u32, it.properties.as_deref());
     j["links"] = json!([
         {"href": format!("{base}/collections/{id}/items/{fid}"), "rel": "self", "type": GEOJSON},
