@@ -1103,6 +1103,31 @@ async fn scope_sweep(store: Arc<dyn Store>) {
                 "{scope}: admin's {l} restricted"
             );
         }
+        // Statistics: a scoped account's areas and totals are its grids'
+        // (the admin's with parent = the scope).
+        let mine: J = c
+            .get(format!("{}/api/stats?level=micro", srv.base))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        let (s, theirs) = srv
+            .get_json(&format!("/api/stats?level=micro&parent={scope}"))
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(mine["total"], theirs["total"], "{scope}: stats totals");
+        assert_eq!(mine["areas"], theirs["areas"], "{scope}: stats areas");
+        let r = c
+            .get(format!(
+                "{}/api/stats?level=micro&parent=990101002",
+                srv.base
+            ))
+            .send()
+            .await
+            .expect("stats");
+        assert_eq!(r.status(), 404, "{scope}: stats of another street");
         // Layer counts.
         let ls: J = c
             .get(format!("{}/api/layers", srv.base))

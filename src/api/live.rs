@@ -392,20 +392,10 @@ pub async fn stats(
     q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    // A scoped account's statistics are of an area inside its scope.
-    if !who.scope.is_empty() {
-        match q.parent.as_deref() {
-            Some(p) if who.covers(p) => {}
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "an account scoped to {} asks for statistics with parent= one of its grids",
-                        who.scope.join(", ")
-                    ),
-                ));
-            }
-        }
+    // A scoped account's statistics are of its own grids: a parent
+    // outside is as if it did not exist.
+    if let Some(p) = q.parent.as_deref() {
+        super::handlers::check_scope(&who, p)?;
     }
     let level = match q.level.as_deref() {
         None => GridLevel::Street,
@@ -436,7 +426,8 @@ pub async fn stats(
     let out = st
         .work
         .run(crate::work::Lane::Heavy, move || {
-            crate::live::stats(&cat, level, parent)
+            let sc = crate::index::scope::Scope::of(&cat, &who.scope);
+            crate::live::stats(&cat, level, parent, sc.as_ref())
         })
         .await?;
     Ok(Json(out))

@@ -1028,8 +1028,14 @@ fn refuse(job: Job, r: Refusal) {
 /// work orders by category and source, today's new and closed, overdue,
 /// on-time closure, risks by level, camera online rate; plus the top grids
 /// and the overdue list.
-pub fn stats(cat: &Catalog, level: GridLevel, parent: Option<u32>) -> J {
+pub fn stats(
+    cat: &Catalog,
+    level: GridLevel,
+    parent: Option<u32>,
+    scope: Option<&crate::index::scope::Scope>,
+) -> J {
     let nodes = &cat.grids.nodes;
+    let scoped = |n: u32| scope.is_none_or(|s| s.node(n));
     let under = |mut n: u32, p: u32| {
         while n != NO_GRID {
             if n == p {
@@ -1042,7 +1048,10 @@ pub fn stats(cat: &Catalog, level: GridLevel, parent: Option<u32>) -> J {
     let areas: Vec<u32> = (0..nodes.len() as u32)
         .filter(|&n| {
             let node = &nodes[n as usize];
-            node.level == level && !node.dedicated && parent.is_none_or(|p| under(n, p))
+            node.level == level
+                && !node.dedicated
+                && parent.is_none_or(|p| under(n, p))
+                && scoped(n)
         })
         .collect();
     let pos: HashMap<u32, usize> = areas.iter().enumerate().map(|(i, &n)| (n, i)).collect();
@@ -1068,7 +1077,7 @@ pub fn stats(cat: &Catalog, level: GridLevel, parent: Option<u32>) -> J {
         };
         for (i, f) in l.features.iter().enumerate() {
             let mut n = l.grid_node(i);
-            let in_parent = parent.is_none_or(|p| under(n, p));
+            let in_parent = parent.is_none_or(|p| under(n, p)) && scoped(n);
             if !in_parent {
                 continue;
             }
@@ -1169,16 +1178,25 @@ pub fn stats(cat: &Catalog, level: GridLevel, parent: Option<u32>) -> J {
             a
         })
         .collect();
-    let total_nodes: Vec<u32> = match parent {
-        Some(p) => vec![p],
-        None => (0..nodes.len() as u32)
+    let total_nodes: Vec<u32> = match (parent, scope) {
+        (Some(p), _) => vec![p],
+        // A scoped principal's totals: its own grids.
+        (None, Some(s)) => s
+            .codes()
+            .iter()
+            .filter_map(|c| cat.grids.get(c).map(|(n, _)| n))
+            .collect(),
+        (None, None) => (0..nodes.len() as u32)
             .filter(|&n| nodes[n as usize].parent == NO_GRID && !nodes[n as usize].dedicated)
             .collect(),
     };
     let mut top: Vec<u32> = (0..nodes.len() as u32)
         .filter(|&n| {
             let node = &nodes[n as usize];
-            node.level == GridLevel::Grid && !node.dedicated && parent.is_none_or(|p| under(n, p))
+            node.level == GridLevel::Grid
+                && !node.dedicated
+                && parent.is_none_or(|p| under(n, p))
+                && scoped(n)
         })
         .collect();
     top.sort_by_key(|&n| {
