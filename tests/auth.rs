@@ -1128,6 +1128,29 @@ async fn scope_sweep(store: Arc<dyn Store>) {
             .await
             .expect("stats");
         assert_eq!(r.status(), 404, "{scope}: stats of another street");
+        // Locate: a point in another street is in no grid this account sees.
+        let (_, micro) = srv.get_json("/api/grids?level=micro").await;
+        let outside = micro["grids"]
+            .as_array()
+            .expect("grids")
+            .iter()
+            .filter_map(|g| g["code"].as_str())
+            .find(|c| !c.starts_with(STREET))
+            .expect("a micro-grid in another street")
+            .to_string();
+        let (_, other) = common::grid_and_centre(&srv, &outside).await;
+        let r: J = c
+            .get(format!(
+                "{}/api/locate?lon={}&lat={}",
+                srv.base, other.0, other.1
+            ))
+            .send()
+            .await
+            .expect("locate")
+            .json()
+            .await
+            .expect("json");
+        assert!(r["grid"].is_null(), "{scope}: located outside: {r}");
         // Layer counts.
         let ls: J = c
             .get(format!("{}/api/layers", srv.base))

@@ -445,9 +445,14 @@ pub async fn grids_list(
 }
 
 /// The grids holding one point, every level, plus dedicated grids.
-fn locate_json(c: &Catalog, lon: f64, lat: f64) -> J {
+/// Which grids hold a point. For a scoped principal a point outside its
+/// grids is in none it may see.
+fn locate_json(c: &Catalog, lon: f64, lat: f64, who: &crate::auth::Principal) -> J {
     let p = Point::new(lon, lat);
-    let deepest = c.grids.locate(p);
+    let mut deepest = c.grids.locate(p);
+    if deepest != NO_GRID && !who.covers(c.grids.nodes[deepest as usize].code.as_str()) {
+        deepest = NO_GRID;
+    }
     let mut levels = serde_json::Map::new();
     if deepest != NO_GRID {
         for n in c.grids.path(deepest) {
@@ -462,6 +467,7 @@ fn locate_json(c: &Catalog, lon: f64, lat: f64) -> J {
         .grids
         .dedicated_at(p)
         .into_iter()
+        .filter(|&n| who.covers(c.grids.nodes[n as usize].code.as_str()))
         .map(|n| {
             let node = &c.grids.nodes[n as usize];
             json!({"code": node.code, "name": node.name})
@@ -498,11 +504,12 @@ pub struct LocateQuery {
 /// `GET /api/locate?lon=&lat=`: which grid (at every level) holds a point.
 pub async fn locate_one(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     q: Result<Query<LocateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_lonlat(q.lon, q.lat)?;
-    Ok(Json(locate_json(&st.catalog(), q.lon, q.lat)))
+    Ok(Json(locate_json(&st.catalog(), q.lon, q.lat, &who)))
 }
 
 #[derive(Deserialize)]
@@ -517,6 +524,7 @@ pub const LOCATE_MAX_POINTS: usize = 10_000;
 /// `POST /api/locate {"points": [[lon, lat], …]}`: the same for many points.
 pub async fn locate_many(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     body: Result<Json<LocateBody>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Json(body) = body?;
@@ -534,7 +542,7 @@ pub async fn locate_many(
     let out: Vec<J> = body
         .points
         .iter()
-        .map(|p| locate_json(&c, p[0], p[1]))
+        .map(|p| locate_json(&c, p[0], p[1], &who))
         .collect();
     Ok(Json(json!({ "results": out })))
 }
