@@ -627,6 +627,10 @@ async fn totp_second_factor() {
     let code = onemap::auth::accounts::totp_code(&secret, now).expect("code");
     let r = login(&srv.base, "wang", "Wang-Pass-2026", Some(&code)).await;
     assert_eq!(r.status(), 200);
+    // The same code again: refused (no replay within its window).
+    let r = login(&srv.base, "wang", "Wang-Pass-2026", Some(&code)).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<J>().await.expect("j")["code"], "otp_required");
     // A planner without an enrolled factor cannot sign in.
     let r = login(&srv.base, "zhao", "Zhao-Pass-2026", None).await;
     assert_eq!(r.status(), 401);

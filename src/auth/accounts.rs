@@ -224,13 +224,15 @@ fn totp(secret_b32: &str) -> Option<totp_rs::TOTP> {
     totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw).ok()
 }
 
-/// Whether `code` is the TOTP code of now (±30 s).
-pub fn totp_check(secret_b32: &str, code: &str) -> bool {
-    let Some(t) = totp(secret_b32) else {
-        return false;
-    };
+/// The 30-second step whose TOTP code `code` is, within one step of now.
+pub fn totp_step(secret_b32: &str, code: &str) -> Option<u64> {
+    let t = totp(secret_b32)?;
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    t.check(code.trim(), now)
+    let step = now / 30;
+    let code = code.trim();
+    [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .find(|s| t.generate(s * 30) == code)
 }
 
 /// The TOTP code at `unix` seconds (for tests and `onemap user totp --code`).

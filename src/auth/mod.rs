@@ -316,6 +316,8 @@ pub struct Auth {
     /// Failed logins per client address: (count, window start).
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The last TOTP step used per account.
+    used_otp: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -340,6 +342,7 @@ impl Auth {
             seen: Mutex::default(),
             failures: Mutex::default(),
             refreshing: Default::default(),
+            used_otp: Mutex::default(),
         })
     }
 
@@ -551,7 +554,18 @@ impl Auth {
                 .await?;
                 return Err(LoginError::NeedOtp { enrolled: false });
             };
-            let good = otp.is_some_and(|code| accounts::totp_check(secret, code));
+            // A code counts once: a step at or before the last one used
+            // by this account is refused (a code seen over a shoulder or
+            // on the wire cannot be replayed within its window).
+            let step = otp.and_then(|code| accounts::totp_step(secret, code));
+            let good = step.is_some_and(|s| {
+                let mut used = lock(&self.used_otp);
+                let fresh = used.get(&u.name).is_none_or(|last| s > *last);
+                if fresh {
+                    used.insert(u.name.clone(), s);
+                }
+                fresh
+            });
             if !good {
                 if otp.is_some() {
                     self.count_failure(source);
