@@ -134,7 +134,8 @@ async fn every_route_declares_its_permission() {
         }
     }
     assert!(missing.is_empty(), "{missing:#?}");
-    // And the guard refuses a route nobody declared, for everyone.
+    // The walk covered the whole API (a broken `routes()` would pass it
+    // vacuously).
     assert!(declared.len() > 40, "{} routes declared", declared.len());
 }
 
@@ -1565,5 +1566,295 @@ async fn tls_serves_https_with_secure_cookies() {
         .send()
         .await;
     assert!(plain.is_err() || !plain.expect("r").status().is_success());
+    srv.running.stop().await.expect("stop");
+}
+
+/// Personal fields are masked for a viewer and shown to a department
+/// user; queries returning personal data and exports are audited (who,
+/// layers, rows), and the audit CSV keeps a name that looks like a formula
+/// from running in Excel.
+#[tokio::test]
+async fn masking_and_personal_data_audit() {
+    let dir = common::tempdir();
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    let viewer = token(store.as_ref(), Role::Viewer, &[]).await;
+    let dept = token(store.as_ref(), Role::Department, &[]).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let card = |t: String| {
+        let base = srv.base.clone();
+        async move {
+            bearer_client(&t)
+                .get(format!("{base}/api/grids/{STREET}"))
+                .send()
+                .await
+                .expect("card")
+                .json::<J>()
+                .await
+                .expect("json")
+        }
+    };
+    let (v, d) = (card(viewer).await, card(dept.clone()).await);
+    let (vp, dp) = (
+        v["phone"].as_str().expect("phone"),
+        d["phone"].as_str().expect("phone"),
+    );
+    assert!(
+        vp.contains("****") && !dp.contains('*'),
+        "viewer {vp}, department {dp}"
+    );
+    assert_eq!(vp.chars().count(), dp.chars().count());
+    assert!(v["staff"].as_str().expect("staff").ends_with('*'));
+
+    let c = bearer_client(&dept);
+    let r = c
+        .post(format!("{}/api/query", srv.base))
+        .json(&json!({"area": {"grid": STREET}, "layers": ["addresses"], "limit": 7}))
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!("{}/api/query.csv", srv.base))
+        .json(&json!({"area": {"grid": STREET}, "layers": ["addresses"]}))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200);
+    let _ = r.text().await;
+    assert_eq!(
+        login(&srv.base, "=HYPERLINK(\"x\")", "wrong-password", None)
+            .await
+            .status(),
+        401
+    );
+    // The audit writer batches: wait for the rows.
+    let found = common::within(10, async || {
+        let (_, j) = srv.get_json("/api/audit?limit=100").await;
+        let rows = j["rows"].as_array().cloned().unwrap_or_default();
+        let q = rows.iter().any(|r| {
+            r["action"] == "query"
+                && r["actor"] == "token:test-department"
+                && r["detail"]["rows"] == 7
+        });
+        let e = rows
+            .iter()
+            .any(|r| r["action"] == "export" && r["detail"]["rows"].as_u64() > Some(7));
+        q && e
+    })
+    .await;
+    assert!(found, "query and export not audited");
+    let csv = srv
+        .get("/api/audit.csv?action=login")
+        .await
+        .text()
+        .await
+        .expect("csv");
+    assert!(csv.contains("'=HYPERLINK"), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK"), "{csv}");
+    srv.running.stop().await.expect("stop");
+}
+
+/// 三权分立: a security administrator cannot make an auditor or admin, nor
+/// take over their accounts; a scope must name grids that exist. Guessed
+/// tokens are throttled.
+#[tokio::test]
+async fn separation_of_duties_and_token_guessing() {
+    let dir = common::tempdir();
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    add_user(store.as_ref(), "shen", Role::Auditor, "Shen-Pass-2026").await;
+    let sec = token(store.as_ref(), Role::Security, &[]).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let c = bearer_client(&sec);
+    let post = |path: &'static str, body: J| {
+        let (c, base) = (c.clone(), srv.base.clone());
+        async move {
+            c.post(format!("{base}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post("/api/admin/tokens", json!({"name": "a", "role": "auditor"})).await,
+        403
+    );
+    assert_eq!(
+        post("/api/admin/tokens", json!({"name": "b", "role": "admin"})).await,
+        403
+    );
+    assert_eq!(
+        post(
+            "/api/admin/users",
+            json!({"name": "c", "role": "auditor", "password": "Some-Pass-2026"})
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        post(
+            "/api/admin/tokens",
+            json!({"name": "d", "role": "viewer", "scope": ["990199999"]})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(
+            "/api/admin/tokens",
+            json!({"name": "e", "role": "operator"})
+        )
+        .await,
+        201
+    );
+    let r = c
+        .patch(format!("{}/api/admin/users/shen", srv.base))
+        .json(&json!({"password": "Taken-Over-2026"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        login(&srv.base, "shen", "Shen-Pass-2026", None)
+            .await
+            .status(),
+        200
+    );
+    // Guessing tokens: after 10 wrong ones a minute, 429.
+    let mut last = 0;
+    for i in 0..12 {
+        last = bearer_client(&format!("om_guess{i}"))
+            .get(format!("{}/api/layers", srv.base))
+            .send()
+            .await
+            .expect("guess")
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+    srv.running.stop().await.expect("stop");
+}
+
+/// A scoped operator's orders outside its grids are refused and nothing is
+/// written; a scoped planner does not see another scope's plan.
+#[tokio::test]
+async fn scoped_operator_and_planner() {
+    let dir = common::tempdir();
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    let op = token(store.as_ref(), Role::Operator, &[STREET]).await;
+    let planner = token(store.as_ref(), Role::Planner, &[STREET]).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let (_, micro) = srv.get_json("/api/grids?level=micro").await;
+    let codes: Vec<String> = micro["grids"]
+        .as_array()
+        .expect("grids")
+        .iter()
+        .filter_map(|g| g["code"].as_str().map(str::to_string))
+        .collect();
+    let inside = codes
+        .iter()
+        .find(|c| c.starts_with(STREET))
+        .expect("inside")
+        .clone();
+    let outside = codes
+        .iter()
+        .find(|c| !c.starts_with(STREET))
+        .expect("outside")
+        .clone();
+    let order = |id: &str, at: (f64, f64)| {
+        json!({"type": "Feature", "id": id,
+            "geometry": {"type": "Point", "coordinates": [at.0, at.1]},
+            "properties": {"title": "t", "source": "grid_report", "category": "other"}})
+    };
+    let (_, at_in) = common::grid_and_centre(&srv, &inside).await;
+    let (_, at_out) = common::grid_and_centre(&srv, &outside).await;
+    let seq = store.last_seq().await.expect("seq");
+    let c = bearer_client(&op);
+    let r = c
+        .post(format!("{}/api/events", srv.base))
+        .json(&json!({"type": "FeatureCollection",
+            "features": [order("op-in", at_in), order("op-out", at_out)]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        store.last_seq().await.expect("seq"),
+        seq,
+        "a refused batch wrote"
+    );
+    let r = c
+        .post(format!("{}/api/events", srv.base))
+        .json(&order("op-in", at_in))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    // An order outside, made by the admin, cannot be moved on by it.
+    let r = srv
+        .client
+        .post(format!("{}/api/events", srv.base))
+        .json(&order("admin-out", at_out))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    let patch = |id: &str| {
+        c.patch(format!("{}/api/events/{id}", srv.base))
+            .json(&json!({"status": "dispatched"}))
+            .send()
+    };
+    assert_eq!(patch("admin-out").await.expect("patch").status(), 404);
+    assert_eq!(patch("op-in").await.expect("patch").status(), 200);
+
+    // Plans: the admin's plan over another street is not the planner's.
+    let r = srv
+        .client
+        .post(format!("{}/api/plans", srv.base))
+        .json(&json!({"title": "other", "scope": [outside.clone()]}))
+        .send()
+        .await
+        .expect("plan");
+    assert_eq!(r.status(), 201);
+    let id = r.json::<J>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    let p = bearer_client(&planner);
+    let r = p
+        .get(format!("{}/api/plans/{id}", srv.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let r = p
+        .post(format!("{}/api/plans/{id}/publish", srv.base))
+        .json(&json!({"reason": "x"}))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(r.status(), 404);
+    let list: J = p
+        .get(format!("{}/api/plans", srv.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        list.as_array()
+            .expect("plans")
+            .iter()
+            .all(|x| x["id"] != id)
+    );
+    let r = p
+        .post(format!("{}/api/plans", srv.base))
+        .json(&json!({"title": "mine?", "scope": [outside]}))
+        .send()
+        .await
+        .expect("plan");
+    assert_eq!(r.status(), 403);
     srv.running.stop().await.expect("stop");
 }

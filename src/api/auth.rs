@@ -302,7 +302,17 @@ async fn guard_layer(
             None => {
                 if perm == Perm::Public {
                     None
+                } else if let Some(wait) = g.app.auth.throttled(ip) {
+                    // Guessing tokens is throttled like guessing passwords
+                    // (and does not fill the audit trail).
+                    return ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many failed sign-ins from this address",
+                    )
+                    .retry_after(wait.as_secs().max(1) as u32)
+                    .into_response();
                 } else {
+                    g.app.auth.count_failure(ip);
                     g.app
                         .audit
                         .record(audit::entry(
@@ -598,7 +608,7 @@ pub async fn add_user(
     body: Result<Json<accounts::NewUser>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(n) = body?;
-    check_grants(&p, n.role, &n.scope)?;
+    check_grants(&st, &p, n.role, &n.scope)?;
     let u = accounts::add_user(st.store.as_ref(), &p, &addr.ip().to_string(), n)
         .await
         .map_err(bad)?;
@@ -606,14 +616,22 @@ pub async fn add_user(
     Ok((StatusCode::CREATED, Json(u.public())).into_response())
 }
 
-/// A security administrator hands out any role but admin; only an admin
-/// makes admins.
-fn check_grants(p: &Principal, role: Role, _scope: &[String]) -> Result<(), ApiError> {
-    if role == Role::Admin && p.role != Role::Admin {
+/// What a non-admin account manager may hand out: any role but admin and
+/// auditor (三权分立: the security administrator must not be able to make
+/// itself, or a token, that reads the audit trail), and only scopes of
+/// grids that exist.
+fn check_grants(st: &App, p: &Principal, role: Role, scope: &[String]) -> Result<(), ApiError> {
+    if matches!(role, Role::Admin | Role::Auditor) && p.role != Role::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "only an admin may give the admin role",
+            format!("only an admin may give the {role} role"),
         ));
+    }
+    let cat = st.catalog();
+    if let Some(c) = scope.iter().find(|c| cat.grids.get(c).is_none()) {
+        return Err(ApiError::bad_request(format!(
+            "scope: no grid with code {c}"
+        )));
     }
     Ok(())
 }
@@ -628,7 +646,24 @@ pub async fn change_user(
 ) -> Result<Json<J>, ApiError> {
     let Json(c) = body?;
     if let Some(r) = c.role {
-        check_grants(&p, r, &[])?;
+        check_grants(&st, &p, r, &[])?;
+    }
+    if let Some(scope) = &c.scope {
+        check_grants(&st, &p, Role::Viewer, scope)?;
+    }
+    // Nor may it take over an admin's or auditor's account (a new password,
+    // a second factor removed).
+    if p.role != Role::Admin
+        && let Some(target) = st.auth.users().into_iter().find(|u| u.name == name)
+        && matches!(target.role, Role::Admin | Role::Auditor)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only an admin may change the {} account {name}",
+                target.role
+            ),
+        ));
     }
     let (u, url) = accounts::change_user(st.store.as_ref(), &p, &addr.ip().to_string(), &name, c)
         .await
@@ -661,7 +696,7 @@ pub async fn create_token(
     body: Result<Json<accounts::NewToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(n) = body?;
-    check_grants(&p, n.role, &n.scope)?;
+    check_grants(&st, &p, n.role, &n.scope)?;
     let (t, secret) = accounts::create_token(st.store.as_ref(), &p, &addr.ip().to_string(), n)
         .await
         .map_err(bad)?;
@@ -699,7 +734,7 @@ pub struct AuditParams {
 }
 
 impl AuditParams {
-    fn query(self, max: i64) -> crate::store::auth::AuditQuery {
+    fn query(self, default: i64, max: i64) -> crate::store::auth::AuditQuery {
         crate::store::auth::AuditQuery {
             before: self.before,
             actor: self.actor,
@@ -707,7 +742,7 @@ impl AuditParams {
             outcome: self.outcome,
             since: self.since,
             until: self.until,
-            limit: self.limit.unwrap_or(100).clamp(1, max),
+            limit: self.limit.unwrap_or(default).clamp(1, max),
         }
     }
 }
@@ -718,7 +753,7 @@ pub async fn audit_page(
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let q = q.query(1000);
+    let q = q.query(100, 1000);
     let rows = st.store.audit_page(&q).await?;
     let next = (rows.len() as i64 == q.limit)
         .then(|| rows.last().map(|r| r.seq))
@@ -739,6 +774,16 @@ pub async fn audit_page(
     Ok(Json(json!({ "rows": rows, "next_before": next })))
 }
 
+/// A CSV cell Excel will not run as a formula: the name tried in a failed
+/// login is anyone's text (`=HYPERLINK(…)`), so a leading `= + - @` or
+/// control character gets a `'` before it, as OWASP advises.
+fn cell(s: &str) -> String {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        _ => s.to_string(),
+    }
+}
+
 /// `GET /api/audit.csv`: the filtered trail as CSV (UTF-8 with BOM, for
 /// Excel), newest first, up to 100,000 rows.
 pub async fn audit_csv(
@@ -746,10 +791,7 @@ pub async fn audit_csv(
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let mut q = q.query(100_000);
-    if q.limit == 100 {
-        q.limit = 100_000;
-    }
+    let mut q = q.query(100_000, 100_000);
     let mut w = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
     let io = |e: csv::Error| ApiError::internal(e.to_string());
     w.write_record([
@@ -773,17 +815,17 @@ pub async fn audit_csv(
         for r in &rows {
             let e = &r.entry;
             w.write_record([
-                r.seq.to_string().as_str(),
-                &e.time,
-                &e.actor,
-                &e.role,
-                &e.action,
-                &e.outcome,
-                &e.source,
-                &e.target,
-                &e.detail,
-                &r.prev,
-                &r.hash,
+                r.seq.to_string(),
+                cell(&e.time),
+                cell(&e.actor),
+                cell(&e.role),
+                cell(&e.action),
+                cell(&e.outcome),
+                cell(&e.source),
+                cell(&e.target),
+                cell(&e.detail),
+                r.prev.clone(),
+                r.hash.clone(),
             ])
             .map_err(io)?;
         }

@@ -573,7 +573,8 @@ pub async fn query(
         .map(|m| {
             m.iter()
                 .filter(|(k, _)| !crate::auth::personal_fields(k).is_empty())
-                .filter_map(|(_, v)| v.get("features").and_then(J::as_array).map(Vec::len))
+                .filter_map(|(_, v)| v.pointer("/features/features").and_then(J::as_array))
+                .map(Vec::len)
                 .sum()
         })
         .unwrap_or(0);

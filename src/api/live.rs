@@ -82,6 +82,26 @@ pub async fn post_events(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let orders = ingest::parse_batch(&body).map_err(ApiError::bad_request)?;
+    if !who.scope.is_empty() {
+        // A scoped operator's orders lie in its grids; the batch is refused
+        // whole otherwise (nothing is written).
+        let cat = st.catalog();
+        for o in &orders {
+            let n = cat.grids.locate(o.point);
+            let inside =
+                n != crate::index::NO_GRID && who.covers(cat.grids.nodes[n as usize].code.as_str());
+            if !inside {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "order {:?} lies outside your scope ({})",
+                        o.ext_id,
+                        who.scope.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let done = st.live.ingest(orders, author(&who, &headers)).await?;
     let status = if done.created > 0 {
         StatusCode::CREATED
@@ -106,6 +126,34 @@ pub async fn patch_event(
 ) -> Result<Json<J>, ApiError> {
     let Json(body) = body?;
     body.check().map_err(ApiError::bad_request)?;
+    if !who.scope.is_empty() {
+        // The order's grid, from the catalog (a pass over the orders: off
+        // the async workers). An order outside the scope is as if absent.
+        let cat = st.catalog();
+        let (id2, who2) = (id.clone(), who.clone());
+        let inside = st
+            .work
+            .run(crate::work::Lane::Heavy, move || {
+                let Some(l) = cat.layer(crate::model::builtin::EVENTS) else {
+                    return false;
+                };
+                let Some(k) = l.def.prop_index("ext_id") else {
+                    return false;
+                };
+                (0..l.features.len()).any(|i| {
+                    crate::work::checkpoint();
+                    l.features[i].properties[k].as_str() == Some(id2.as_str())
+                        && l.grid_node(i) != crate::index::NO_GRID
+                        && who2.covers(cat.grids.nodes[l.grid_node(i) as usize].code.as_str())
+                })
+            })
+            .await?;
+        if !inside {
+            return Err(ApiError::not_found(format!(
+                "no work order {id:?} in your scope"
+            )));
+        }
+    }
     Ok(Json(st.live.patch(id, body, author(&who, &headers)).await?))
 }
 

@@ -292,6 +292,10 @@ async fn write(
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // Another scope's plan is as if absent to a scoped planner.
+    if !p.scope.iter().all(|c| who.covers(c)) {
+        return ApiError::not_found(format!("no plan {pid}")).into_response();
+    }
     if !p.is_draft() {
         return read_only(&collection_id(pid));
     }

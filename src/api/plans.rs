@@ -45,10 +45,26 @@ pub async fn book(st: &App) -> Result<tokio::sync::MutexGuard<'_, Book>, ApiErro
     Ok(st.plans.book(st.store.as_ref()).await?)
 }
 
+/// A plan is a scoped planner's when its scope lies inside the planner's;
+/// another's is answered as if it did not exist.
+fn mine(who: &crate::auth::Principal, b: &Book, id: i64) -> Result<(), ApiError> {
+    if b.get(id)?.scope.iter().all(|c| who.covers(c)) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no plan {id}")))
+    }
+}
+
 /// `GET /api/plans`.
-pub async fn list(State(st): S) -> R {
+pub async fn list(State(st): S, Who(who): Who) -> R {
     let b = book(&st).await?;
-    let v: Vec<J> = b.plans.values().rev().map(|p| p.summary()).collect();
+    let v: Vec<J> = b
+        .plans
+        .values()
+        .rev()
+        .filter(|p| p.scope.iter().all(|c| who.covers(c)))
+        .map(|p| p.summary())
+        .collect();
     Ok(Json(J::Array(v)).into_response())
 }
 
@@ -75,9 +91,10 @@ pub async fn create(State(st): S, Who(who): Who, body: Result<Json<NewPlan>, Jso
 }
 
 /// `GET /api/plans/{id}`.
-pub async fn get(State(st): S, Path(id): Path<String>) -> R {
+pub async fn get(State(st): S, Who(who): Who, Path(id): Path<String>) -> R {
     let id = plan_id(&id)?;
     let b = book(&st).await?;
+    mine(&who, &b, id)?;
     Ok(Json(b.get(id)?.to_json(&st.catalog())).into_response())
 }
 
@@ -85,6 +102,7 @@ pub async fn get(State(st): S, Path(id): Path<String>) -> R {
 pub async fn discard(State(st): S, Who(who): Who, Path(id): Path<String>) -> R {
     let id = plan_id(&id)?;
     let mut b = book(&st).await?;
+    mine(&who, &b, id)?;
     let p = b.get(id)?;
     if !p.is_draft() {
         return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
@@ -116,6 +134,7 @@ pub async fn rename(
         return Err(ApiError::bad_request("title: 1 to 200 characters"));
     }
     let mut b = book(&st).await?;
+    mine(&who, &b, id)?;
     let p = b.get(id)?;
     if !p.is_draft() {
         return Err(PlanError::Conflict(format!("plan {id} is {}", p.status)).into());
@@ -137,6 +156,7 @@ pub async fn ops(
     let id = plan_id(&id)?;
     let Json(op) = body?;
     let mut b = book(&st).await?;
+    mine(&who, &b, id)?;
     let cat = st.catalog();
     let author = who.who.clone();
     let (rec, outcome, changed) = b.operate(st.store.as_ref(), &cat, id, op, &author).await?;
@@ -153,9 +173,13 @@ pub async fn ops(
 }
 
 /// `GET /api/plans/{id}/validate`.
-pub async fn validate(State(st): S, Path(id): Path<String>) -> R {
+pub async fn validate(State(st): S, Who(who): Who, Path(id): Path<String>) -> R {
     let id = plan_id(&id)?;
-    let changes = book(&st).await?.get(id)?.changes();
+    let changes = {
+        let b = book(&st).await?;
+        mine(&who, &b, id)?;
+        b.get(id)?.changes()
+    };
     let cat = st.catalog();
     let j = st
         .work
@@ -194,6 +218,7 @@ pub async fn publish_plan(
     let Json(body) = body?;
     let _ = body.author;
     let mut b = book(&st).await?;
+    mine(&who, &b, id)?;
     let j = b.publish(&st, id, &who.who, &body.reason).await?;
     Ok(Json(j).into_response())
 }

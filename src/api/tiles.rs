@@ -64,16 +64,15 @@ pub async fn tile(
         .map_err(ApiError::bad_request)?;
     let names = resolve_layers(&st.catalog(), &layers).map_err(ApiError::not_found)?;
     // A scoped principal's tiles are its own (cached apart, by scope).
-    let scope_key = if who.scope.is_empty() {
-        String::new()
-    } else {
-        format!("|{}", who.scope.join(","))
-    };
+    let mut layers_key = names.join(",");
+    if !who.scope.is_empty() {
+        layers_key.push('|');
+        layers_key.push_str(&who.scope.join(","));
+    }
     let key = TileKey {
-        layers: format!("{}{scope_key}", names.join(",")).into(),
+        layers: layers_key.into(),
         tile: t,
     };
-    let scope = Arc::new(who.scope.clone());
     // A tile rendered from a snapshot that a change has since replaced is
     // rendered again (see TileCache); a few rounds at most under heavy
     // writes, after which the last render is served as it is.
@@ -83,11 +82,11 @@ pub async fn tile(
         let cat = st.catalog();
         let (cfg, names) = (st.config.tiles.clone(), names.clone());
         let work = st.work.clone();
-        let scope = scope.clone();
+        let who = who.clone();
         // Detached: other requests for the same tile may be waiting on it.
         let job = async move {
             work.run_detached(Lane::Tiles, move || {
-                let sc = crate::index::scope::Scope::of(&cat, &scope);
+                let sc = crate::index::scope::Scope::of(&cat, &who.scope);
                 render_scoped(&cat, &cfg, &names, t, sc.as_ref())
             })
             .await
@@ -106,7 +105,7 @@ pub async fn tile(
             let raw = st
                 .work
                 .run(Lane::Tiles, move || {
-                    let sc = crate::index::scope::Scope::of(&cat, &scope);
+                    let sc = crate::index::scope::Scope::of(&cat, &who.scope);
                     render_scoped(&cat, &cfg, &names, t, sc.as_ref())
                 })
                 .await?;

@@ -333,7 +333,7 @@ pub fn now_ms() -> i64 {
 
 impl Auth {
     pub async fn load(store: Arc<dyn Store>, settings: Settings) -> crate::store::Result<Auth> {
-        let snap = read_snapshot(store.as_ref()).await?;
+        let (snap, _) = read_snapshot(store.as_ref()).await?;
         Ok(Auth {
             store,
             settings,
@@ -356,7 +356,18 @@ impl Auth {
     /// Re-reads the records from the store.
     pub async fn refresh(&self) -> crate::store::Result<()> {
         let _one = self.refreshing.lock().await;
-        let snap = read_snapshot(self.store.as_ref()).await?;
+        let (snap, expired) = read_snapshot(self.store.as_ref()).await?;
+        if !expired.is_empty() {
+            // Ended sessions do not pile up in the store.
+            let w = AuthWrite {
+                delete: expired
+                    .into_iter()
+                    .map(|id| ("session".into(), id))
+                    .collect(),
+                ..Default::default()
+            };
+            self.store.write_auth(&w).await?;
+        }
         match self.snap.write() {
             Ok(mut g) => *g = Arc::new(snap),
             Err(p) => *p.into_inner() = Arc::new(snap),
@@ -437,7 +448,7 @@ impl Auth {
             if tokio::runtime::Handle::try_current().is_ok() {
                 tokio::spawn(async move {
                     let w = AuthWrite {
-                        put: vec![s.record()],
+                        touch: vec![s.record()],
                         ..Default::default()
                     };
                     if let Err(e) = store.write_auth(&w).await {
@@ -450,14 +461,14 @@ impl Auth {
     }
 
     /// Counts a failed login from `ip`; `Some(wait)` when it is throttled.
-    fn throttled(&self, ip: IpAddr) -> Option<Duration> {
+    pub fn throttled(&self, ip: IpAddr) -> Option<Duration> {
         let m = lock(&self.failures);
         let (n, since) = m.get(&ip)?;
         let left = Duration::from_secs(60).saturating_sub(since.elapsed());
         (*n >= self.settings.failures_per_minute && !left.is_zero()).then_some(left)
     }
 
-    fn count_failure(&self, ip: IpAddr) {
+    pub fn count_failure(&self, ip: IpAddr) {
         let mut m = lock(&self.failures);
         if m.len() > 100_000 {
             m.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(60));
@@ -700,8 +711,11 @@ impl Auth {
     }
 }
 
-async fn read_snapshot(store: &dyn Store) -> crate::store::Result<Snapshot> {
+/// The records as a snapshot, and the ids of sessions past every idle limit
+/// (to delete).
+async fn read_snapshot(store: &dyn Store) -> crate::store::Result<(Snapshot, Vec<String>)> {
     let mut snap = Snapshot::default();
+    let mut expired = Vec::new();
     let now = now_ms();
     for AuthRecord { kind, id, body } in store.auth_records().await? {
         let bad = |e: serde_json::Error| {
@@ -731,13 +745,13 @@ async fn read_snapshot(store: &dyn Store) -> crate::store::Result<Snapshot> {
                 Ok(s) if now - s.seen_ms < KIOSK_IDLE.as_millis() as i64 => {
                     snap.sessions.insert(s.id.clone(), s);
                 }
-                Ok(_) => {}
+                Ok(s) => expired.push(s.id),
                 Err(e) => bad(e),
             },
             _ => {}
         }
     }
-    Ok(snap)
+    Ok((snap, expired))
 }
 
 /// A hex SHA-256 back to its 32 bytes.

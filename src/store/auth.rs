@@ -147,6 +147,9 @@ pub struct AuditQuery {
 #[derive(Clone, Debug, Default)]
 pub struct AuthWrite {
     pub put: Vec<AuthRecord>,
+    /// Records rewritten only if they still exist (a session's last use:
+    /// it must not bring back a session ended meanwhile).
+    pub touch: Vec<AuthRecord>,
     /// (kind, id) pairs.
     pub delete: Vec<(String, String)>,
     pub audit: Vec<AuditEntry>,

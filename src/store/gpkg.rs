@@ -1284,6 +1284,14 @@ impl Store for GpkgStore {
             .execute(&mut *tx)
             .await?;
         }
+        for r in &w.touch {
+            sqlx::query("UPDATE onemap_auth SET body = ? WHERE kind = ? AND id = ?")
+                .bind(&r.body)
+                .bind(&r.kind)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (kind, id) in &w.delete {
             sqlx::query("DELETE FROM onemap_auth WHERE kind = ? AND id = ?")
                 .bind(kind)

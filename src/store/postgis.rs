@@ -1575,6 +1575,14 @@ impl Store for PostgisStore {
             .execute(&mut *tx)
             .await?;
         }
+        for r in &w.touch {
+            sqlx::query("UPDATE onemap_auth SET body = $1 WHERE kind = $2 AND id = $3")
+                .bind(&r.body)
+                .bind(&r.kind)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (kind, id) in &w.delete {
             sqlx::query("DELETE FROM onemap_auth WHERE kind = $1 AND id = $2")
                 .bind(kind)
