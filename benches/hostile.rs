@@ -19,15 +19,25 @@
 //!    (from 127.0.2.1–127.0.2.25), while 300 work orders are posted (10/s,
 //!    each its own `POST /api/events`, so every subscriber's buffers are
 //!    used), and 5 s and 30 s after they all disconnect.
+//! 4. `bounds`: the largest inputs the bounds accept (area vertices, an
+//!    `IN` list, a geometry literal, and all three at once), counted and
+//!    with features, on an idle server; and one step over each bound (400).
+//! 5. `mixed` (not in `all`; meant for the city demo): 4 connections for
+//!    5 minutes, each looping over random z10–16 tiles and area queries
+//!    (streets, communities, micro-grids, bboxes, circles), 20 % queries.
+//!    Reports tile and query p50/p90/p99/max, statuses and timeouts.
 //!
 //! ```text
-//! cargo bench --bench hostile                          # all three parts
+//! cargo bench --bench hostile                          # stall, idle, memory, bounds
 //! HOSTILE_PART=stall HOSTILE_SECS=60 cargo bench --bench hostile
 //! HOSTILE_PART=idle cargo bench --bench hostile
 //! HOSTILE_PART=memory cargo bench --bench hostile
+//! HOSTILE_PART=bounds cargo bench --bench hostile
+//! ONEMAP_BENCH_STORE=/tmp/city.gpkg HOSTILE_PART=mixed cargo bench --bench hostile
 //! ```
 //!
-//! Environment: HOSTILE_PART (stall|idle|memory|all, default all);
+//! Environment: HOSTILE_PART (stall|idle|memory|bounds|mixed|all, default
+//! all: the first four);
 //! ONEMAP_BENCH_STORE (a district GeoPackage to copy instead of generating
 //! one); HOSTILE_BIN (another onemap binary, to compare builds);
 //! HOSTILE_SERVER_ARGS (extra `serve` arguments, whitespace-separated);
@@ -51,10 +61,16 @@
 //! experiments such as asking the allocator, through gdb, to return its
 //! free pages).
 //!
+//! bounds: HOSTILE_REPS (5 runs of each input). mixed: HOSTILE_SECS (300),
+//! HOSTILE_CONNS (4), HOSTILE_QUERY_PCT (20), HOSTILE_TIMEOUT (10 s).
+//!
 //! Figures and what they showed: BENCHMARKS.md, "Hostile load".
 //!
 //! The bench raises its own open-file soft limit to the hard limit (10,000
 //! subscribers need as many descriptors); the server does the same itself.
+
+#[path = "common/auth.rs"]
+mod auth;
 
 use futures::StreamExt;
 use serde_json::{Value as J, json};
@@ -241,6 +257,8 @@ fn prepare_store(dir: &Path) -> anyhow::Result<PathBuf> {
             );
         }
     }
+    // Made once here, so every part's copy of the store holds it.
+    auth::make_token(&bin(), &["--store", &store.display().to_string()])?;
     Ok(store)
 }
 
@@ -358,7 +376,10 @@ fn query_value(s: &str) -> String {
 async fn raw_get(addr: SocketAddr, path: &str) -> u16 {
     let go = async {
         let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Connection: close\r\n\r\n",
+            auth::line()
+        );
         tcp.write_all(req.as_bytes()).await?;
         let mut got = Vec::new();
         tcp.read_to_end(&mut got).await?;
@@ -403,6 +424,7 @@ fn probe_thread(
         rt.block_on(async move {
             let mut out = Probe::default();
             let Ok(client) = reqwest::Client::builder()
+                .default_headers(auth::headers())
                 .timeout(Duration::from_secs(10))
                 .local_address(local)
                 .build()
@@ -517,6 +539,7 @@ async fn stall(dir: &Path, store: &Path) -> anyhow::Result<()> {
     let base = srv.base.clone();
     let addr = SocketAddr::from(([127, 0, 0, 1], srv.port));
     let client = reqwest::Client::builder()
+        .default_headers(auth::headers())
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -1012,6 +1035,7 @@ async fn idle(dir: &Path, store: &Path) -> anyhow::Result<()> {
     // A fresh connection from one of the idle clients' addresses: under
     // the cap (250 each), so it is served.
     let other = reqwest::Client::builder()
+        .default_headers(auth::headers())
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)))
         .timeout(Duration::from_secs(10))
         .build()?
@@ -1158,6 +1182,7 @@ async fn memory(dir: &Path, store: &Path) -> anyhow::Result<()> {
     let pid = srv.pid;
     let addr = SocketAddr::from(([127, 0, 0, 1], srv.port));
     let client = reqwest::Client::builder()
+        .default_headers(auth::headers())
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -1227,7 +1252,11 @@ async fn memory(dir: &Path, store: &Path) -> anyhow::Result<()> {
                     sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
                     let mut tcp = sock.connect(addr).await?;
                     tcp.write_all(
-                        b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+                        format!(
+                            "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Accept: text/event-stream\r\n\r\n",
+                            auth::line()
+                        )
+                        .as_bytes(),
                     )
                     .await?;
                     Ok::<_, std::io::Error>(tcp)
@@ -1478,11 +1507,341 @@ async fn memory(dir: &Path, store: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A closed ring of `n` distinct vertices round `c` (degrees), as
+/// `[[lon, lat], …]`.
+fn ring_coords(n: usize, c: (f64, f64), r: (f64, f64)) -> Vec<[f64; 2]> {
+    (0..=n)
+        .map(|i| {
+            let a = (i % n) as f64 / n as f64 * std::f64::consts::TAU;
+            [c.0 + r.0 * a.cos(), c.1 + r.1 * a.sin()]
+        })
+        .collect()
+}
+
+/// The codes of one grid level.
+async fn grid_codes(
+    client: &reqwest::Client,
+    base: &str,
+    level: &str,
+) -> anyhow::Result<Vec<String>> {
+    let g: J = client
+        .get(format!("{base}/api/grids?level={level}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(g["grids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["code"].as_str().map(String::from))
+        .collect())
+}
+
+/// Part 4, `bounds`: the largest inputs the bounds accept (an area of
+/// `MAX_AREA_VERTICES - 1` vertices, an `IN` list of `MAX_IN_ITEMS` grid
+/// codes, a geometry literal of `MAX_VERTICES - 1` vertices, and all three
+/// at once), counted and with features, each HOSTILE_REPS times on an idle
+/// server; and the same one step over each bound, which must be a 400.
+async fn bounds(dir: &Path, store: &Path) -> anyhow::Result<()> {
+    use onemap::query::{MAX_AREA_VERTICES, filter::MAX_IN_ITEMS, filter::MAX_VERTICES};
+    let reps = env_u64("HOSTILE_REPS", 5) as usize;
+    let srv = start_server(dir, store, "bounds").await?;
+    let base = srv.base.clone();
+    let client = reqwest::Client::builder()
+        .default_headers(auth::headers())
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let b = district_bbox(&client, &base).await?;
+    let c = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    // Round the whole district (the ellipse through the bbox's corners).
+    let whole = ((b[2] - b[0]) * 0.75, (b[3] - b[1]) * 0.75);
+    let half = ((b[2] - b[0]) * 0.3, (b[3] - b[1]) * 0.3);
+    let micro = grid_codes(&client, &base, "micro").await?;
+    let codes = |n: usize| -> String {
+        let v: Vec<String> = (0..n)
+            .map(|i| match micro.get(i) {
+                Some(c) => format!("'{c}'"),
+                None => format!("'x{i}'"),
+            })
+            .collect();
+        format!("grid IN ({})", v.join(","))
+    };
+    let literal = |n: usize| -> String {
+        let pts: Vec<String> = ring_coords(n, c, half)
+            .iter()
+            .map(|p| format!("{} {}", p[0], p[1]))
+            .collect();
+        format!("S_INTERSECTS(geometry, POLYGON(({})))", pts.join(","))
+    };
+    let area = |n: usize| json!({"type": "Polygon", "coordinates": [ring_coords(n, c, whole)]});
+    let bbox = json!({"bbox": b});
+    let addr = json!(["addresses"]);
+    let cases: Vec<(String, J, u16)> = vec![
+        (
+            format!("area of {} vertices, every layer", MAX_AREA_VERTICES - 1),
+            json!({"area": area(MAX_AREA_VERTICES - 1)}),
+            200,
+        ),
+        (
+            format!("IN list of {MAX_IN_ITEMS} micro-grid codes, addresses"),
+            json!({"area": bbox, "layers": addr, "filter": codes(MAX_IN_ITEMS)}),
+            200,
+        ),
+        (
+            format!(
+                "S_INTERSECTS literal of {} vertices, addresses",
+                MAX_VERTICES - 1
+            ),
+            json!({"area": bbox, "layers": addr, "filter": literal(MAX_VERTICES - 1)}),
+            200,
+        ),
+        (
+            "all three at once, addresses".into(),
+            json!({"area": area(MAX_AREA_VERTICES - 1), "layers": addr, "filter": format!("{} AND {}", codes(MAX_IN_ITEMS), literal(MAX_VERTICES - 1))}),
+            200,
+        ),
+        (
+            format!("area of {} vertices", MAX_AREA_VERTICES + 1),
+            json!({"area": area(MAX_AREA_VERTICES + 1)}),
+            400,
+        ),
+        (
+            format!("IN list of {}", MAX_IN_ITEMS + 1),
+            json!({"area": bbox, "layers": addr, "filter": codes(MAX_IN_ITEMS + 1)}),
+            400,
+        ),
+        (
+            format!("literal of {} vertices", MAX_VERTICES + 1),
+            json!({"area": bbox, "layers": addr, "filter": literal(MAX_VERTICES + 1)}),
+            400,
+        ),
+    ];
+    println!(
+        "\n## bounds: district bbox {b:?}, {} micro-grids, {reps} runs of each on an idle server\n",
+        micro.len()
+    );
+    println!("| input | body | limit | status | matched | ms p50 | ms max |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, body, want) in cases {
+        let limits: &[u64] = if want == 200 { &[0, 1000] } else { &[0] };
+        for &limit in limits {
+            let mut body = body.clone();
+            body["limit"] = json!(limit);
+            let bytes = serde_json::to_vec(&body)?;
+            let mut ms = Vec::new();
+            let (mut status, mut matched) = (0u16, 0u64);
+            for _ in 0..reps {
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/api/query"))
+                    .header("content-type", "application/json")
+                    .body(bytes.clone())
+                    .send()
+                    .await?;
+                status = r.status().as_u16();
+                let v: J = r.json().await.unwrap_or_default();
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                matched = v["total"].as_u64().unwrap_or_else(|| {
+                    v["layers"]
+                        .as_object()
+                        .map(|m| m.values().filter_map(|l| l["count"].as_u64()).sum())
+                        .unwrap_or(0)
+                });
+            }
+            let [p50, _, _, max] = quantiles(&ms);
+            let flag = if status == want { "" } else { " (unexpected)" };
+            println!(
+                "| {label} | {} kB | {limit} | {status}{flag} | {matched} | {p50:.1} | {max:.1} |",
+                bytes.len() / 1000
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Part 5, `mixed`: HOSTILE_CONNS (4) connections for HOSTILE_SECS (300) s,
+/// each looping over a mix of tiles (a random z10–16 list over the store's
+/// bbox, gzip accepted, as a browser does) and area queries (streets,
+/// communities, micro-grids, bboxes and circles: counts, and one in four
+/// with up to 100 features), HOSTILE_QUERY_PCT (20) % of requests queries.
+/// A request not answered within HOSTILE_TIMEOUT (10) s counts as a
+/// timeout. Run it on the city demo (ONEMAP_BENCH_STORE=/tmp/city.gpkg).
+async fn mixed(dir: &Path, store: &Path) -> anyhow::Result<()> {
+    let secs = env_u64("HOSTILE_SECS", 300) as f64;
+    let conns = env_u64("HOSTILE_CONNS", 4) as usize;
+    let pct = env_u64("HOSTILE_QUERY_PCT", 20);
+    let timeout = Duration::from_secs(env_u64("HOSTILE_TIMEOUT", 10));
+    let srv = start_server(dir, store, "mixed").await?;
+    let base = srv.base.clone();
+    let client = reqwest::Client::builder()
+        .default_headers(auth::headers())
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let b = district_bbox(&client, &base).await?;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut unit = move || (next() >> 11) as f64 / (1u64 << 53) as f64;
+    let tiles: Vec<String> = (0..2000)
+        .map(|_| {
+            let z = 10 + (unit() * 7.0) as u32;
+            let (z, x, y) = tile_of(
+                b[0] + unit() * (b[2] - b[0]),
+                b[1] + unit() * (b[3] - b[1]),
+                z.min(16),
+            );
+            format!("/tiles/all/{z}/{x}/{y}.mvt")
+        })
+        .collect();
+    let mut areas: Vec<J> = Vec::new();
+    for (level, n) in [("street", 40usize), ("community", 120), ("micro", 240)] {
+        let codes = grid_codes(&client, &base, level).await?;
+        let step = (codes.len() / n).max(1);
+        areas.extend(
+            codes
+                .iter()
+                .step_by(step)
+                .take(n)
+                .map(|c| json!({"grid": c})),
+        );
+    }
+    for _ in 0..100 {
+        let (w, h) = (0.002 + unit() * 0.05, 0.002 + unit() * 0.05);
+        let (x, y) = (
+            b[0] + unit() * (b[2] - b[0] - w),
+            b[1] + unit() * (b[3] - b[1] - h),
+        );
+        areas.push(json!({"bbox": [x, y, x + w, y + h]}));
+        let p = [b[0] + unit() * (b[2] - b[0]), b[1] + unit() * (b[3] - b[1])];
+        areas.push(json!({"point": p, "radius_m": 100.0 + unit() * 4_900.0}));
+    }
+    let queries: Vec<Vec<u8>> = areas
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            serde_json::to_vec(&json!({"area": a, "limit": if i % 4 == 0 { 100 } else { 0 }}))
+        })
+        .collect::<Result<_, _>>()?;
+    println!(
+        "\n## mixed: bbox {b:?}; {conns} connections, {secs} s, {pct} % area queries ({} areas), \
+         {} tiles z10–16; timeout {} s; load average {}",
+        queries.len(),
+        tiles.len(),
+        timeout.as_secs(),
+        loadavg()
+    );
+    let tiles = Arc::new(tiles);
+    let queries = Arc::new(queries);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let (tiles, queries, base) = (tiles.clone(), queries.clone(), base.clone());
+        // One connection each: a client with a pool of one.
+        let c = reqwest::Client::builder()
+            .default_headers(auth::headers())
+            .pool_max_idle_per_host(1)
+            .timeout(timeout)
+            .build()?;
+        tasks.push(tokio::spawn(async move {
+            let mut s = (k as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let (mut tile_ms, mut query_ms) = (Vec::new(), Vec::new());
+            let mut status: BTreeMap<String, u64> = BTreeMap::new();
+            let mut timeouts = 0u64;
+            while t0.elapsed().as_secs_f64() < secs {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let is_query = s % 100 < pct;
+                let t = Instant::now();
+                let r = if is_query {
+                    let q = &queries[(s >> 8) as usize % queries.len()];
+                    c.post(format!("{base}/api/query"))
+                        .header("content-type", "application/json")
+                        .header("accept-encoding", "gzip")
+                        .body(q.clone())
+                        .send()
+                        .await
+                } else {
+                    let p = &tiles[(s >> 8) as usize % tiles.len()];
+                    c.get(format!("{base}{p}"))
+                        .header("accept-encoding", "gzip")
+                        .send()
+                        .await
+                };
+                let kind = if is_query { "query" } else { "tile" };
+                let code = match r {
+                    Ok(r) => {
+                        let st = r.status().as_u16();
+                        match r.bytes().await {
+                            Ok(_) => st.to_string(),
+                            Err(e) if e.is_timeout() => {
+                                timeouts += 1;
+                                "timeout".into()
+                            }
+                            Err(_) => "cut".into(),
+                        }
+                    }
+                    Err(e) if e.is_timeout() => {
+                        timeouts += 1;
+                        "timeout".into()
+                    }
+                    Err(_) => "error".into(),
+                };
+                *status.entry(format!("{kind} {code}")).or_default() += 1;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                if is_query {
+                    query_ms.push(ms);
+                } else {
+                    tile_ms.push(ms);
+                }
+            }
+            (tile_ms, query_ms, status, timeouts)
+        }));
+    }
+    let (mut tile_ms, mut query_ms, mut status, mut timeouts) =
+        (Vec::new(), Vec::new(), BTreeMap::<String, u64>::new(), 0u64);
+    for t in tasks {
+        let (a, b, s, n) = t.await?;
+        tile_ms.extend(a);
+        query_ms.extend(b);
+        for (k, v) in s {
+            *status.entry(k).or_default() += v;
+        }
+        timeouts += n;
+    }
+    let took = t0.elapsed().as_secs_f64();
+    println!("\n| requests | n | per s | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, v) in [("tiles", &tile_ms), ("area queries", &query_ms)] {
+        println!(
+            "| {label} | {} | {:.0} | {} |",
+            v.len(),
+            v.len() as f64 / took,
+            fmt_q(v)
+        );
+    }
+    println!(
+        "\nstatuses: {}; timeouts: {timeouts}; load average at the end {}",
+        status
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        loadavg()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let part = std::env::var("HOSTILE_PART").unwrap_or_else(|_| "all".into());
     anyhow::ensure!(
-        ["stall", "idle", "memory", "all"].contains(&part.as_str()),
-        "HOSTILE_PART must be stall, idle, memory or all"
+        ["stall", "idle", "memory", "bounds", "mixed", "all"].contains(&part.as_str()),
+        "HOSTILE_PART must be stall, idle, memory, bounds, mixed or all"
     );
     let nofile = raise_nofile();
     println!(
@@ -1505,6 +1864,13 @@ fn main() -> anyhow::Result<()> {
         }
         if part == "memory" || part == "all" {
             memory(dir.path(), &store).await?;
+        }
+        if part == "bounds" || part == "all" {
+            bounds(dir.path(), &store).await?;
+        }
+        // Not in "all": it is meant for the city store, for 5 minutes.
+        if part == "mixed" {
+            mixed(dir.path(), &store).await?;
         }
         Ok::<_, anyhow::Error>(())
     })?;

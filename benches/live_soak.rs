@@ -9,6 +9,9 @@
 //! SOAK_MODE=update …: 2,000 orders first, then every request changes one
 //! order's department (no new rows: shows whether memory stays flat)
 
+#[path = "common/auth.rs"]
+mod auth;
+
 use futures::StreamExt;
 use serde_json::{Value as J, json};
 use std::sync::Arc;
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         .status()?
         .success();
     anyhow::ensure!(ok, "demo failed");
+    auth::make_token(bin, &["--store", &store.display().to_string()])?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -69,7 +73,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let client = reqwest::Client::builder()
+            .default_headers(auth::headers())
+            .pool_max_idle_per_host(256)
+            .build()?;
         for _ in 0..300 {
             if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
                 break;

@@ -38,6 +38,9 @@
 #[allow(dead_code)]
 mod pg;
 
+#[path = "common/auth.rs"]
+mod auth;
+
 use futures::StreamExt;
 use onemap::index::Catalog;
 use onemap::model::builtin;
@@ -591,6 +594,7 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
     .await?;
     let url = format!("postgres://postgres@127.0.0.1:{}/district", cluster.port);
     let fill = run_onemap(bin, &["demo", "--scale", "district", "--database", &url]).await?;
+    auth::make_token(bin, &["--database", &url])?;
     sql(&url, &["VACUUM (ANALYZE)", "CHECKPOINT"]).await?;
     println!(
         "district demo (seed 1) written into database `district` in {fill:.1} s, then VACUUM (ANALYZE)"
@@ -609,6 +613,7 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
         Some(log_b.as_deref().unwrap_or("")),
     )?;
     let client = reqwest::Client::builder()
+        .default_headers(auth::headers())
         .pool_max_idle_per_host(256)
         .build()?;
     a.wait_healthy(&client, Duration::from_secs(120)).await?;
@@ -653,7 +658,9 @@ async fn part_lag(bin: &str, cluster: &pg::PgCluster) -> anyhow::Result<()> {
 
     // The subscriber on B, on its own client (its own connection).
     let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let resp = reqwest::Client::new()
+    let resp = reqwest::Client::builder()
+        .default_headers(auth::headers())
+        .build()?
         .get(format!("{}/api/live", b.base))
         .send()
         .await?;
