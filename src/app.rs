@@ -85,6 +85,26 @@ impl App {
                     st.auth.refresh_if_stale().await;
                 }
             });
+            // A copy of the audit trail's head in the log, outside the
+            // store, every minute when it has changed.
+            let weak = Arc::downgrade(&state);
+            tokio::spawn(async move {
+                let mut seen: Option<i64> = None;
+                loop {
+                    let Some(st) = weak.upgrade() else { break };
+                    if let Ok(Some((seq, hash))) =
+                        crate::auth::audit::head(st.auth.store().as_ref()).await
+                        && seen != Some(seq)
+                    {
+                        seen = Some(seq);
+                        tracing::info!(
+                            "audit head: row {seq} hash {hash} (later: onemap audit verify --expect {seq}:{hash})"
+                        );
+                    }
+                    drop(st);
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            });
         }
         state
     }

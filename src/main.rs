@@ -294,9 +294,16 @@ enum TokenCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain: exit 0 when intact, 1 naming the first bad row.
+    /// Prints the head (newest row and its hash): note it, or take it from
+    /// the server's log ("audit head: …"), and pass it later as `--expect`
+    /// to show whether rows were removed from the end since.
     Verify {
         #[command(flatten)]
         at: StoreArgs,
+        /// A head noted earlier, SEQ:HASH (repeatable): the row must still
+        /// be there with that hash.
+        #[arg(long = "expect", value_name = "SEQ:HASH")]
+        expect: Vec<String>,
     },
 }
 
@@ -517,14 +524,39 @@ async fn token_command(c: TokenCommand) -> anyhow::Result<()> {
 
 async fn audit_command(c: AuditCommand) -> anyhow::Result<bool> {
     match c {
-        AuditCommand::Verify { at } => {
+        AuditCommand::Verify { at, expect } => {
+            let heads = expect
+                .iter()
+                .map(|e| {
+                    e.split_once(':')
+                        .and_then(|(seq, hash)| {
+                            Some((seq.trim().parse::<i64>().ok()?, hash.trim().to_string()))
+                        })
+                        .filter(|(seq, hash)| *seq > 0 && !hash.is_empty())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--expect {e:?}: give SEQ:HASH, as verify prints it")
+                        })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let s = at.open().await?;
-            let r = onemap::auth::audit::verify(s.store()).await;
+            let r = async {
+                let mut v = onemap::auth::audit::verify(s.store()).await?;
+                if v.broken.is_none() {
+                    v.broken = onemap::auth::audit::check_heads(s.store(), &v, &heads).await?;
+                }
+                Ok::<_, onemap::store::StoreError>(v)
+            }
+            .await;
             s.close().await;
             let v = r?;
             match v.broken {
                 None => {
-                    println!("audit trail intact: {} row(s)", v.rows);
+                    let head = v
+                        .head
+                        .as_ref()
+                        .map(|(seq, hash)| format!("; head {seq}:{hash}"))
+                        .unwrap_or_default();
+                    println!("audit trail intact: {} row(s){head}", v.rows);
                     Ok(true)
                 }
                 Some((seq, why)) => {

@@ -637,6 +637,15 @@ async fn totp_second_factor() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<J>().await.expect("j")["code"], "otp_not_enrolled");
     srv.running.stop().await.expect("stop");
+    // After a restart (a new server on the same store, no memory of the
+    // first): the used code is still refused, for it is in the account.
+    let mut config = common::config();
+    config.auth.require_2fa = vec![Role::Planner];
+    let again = common::serve(store.clone(), config).await;
+    let r = login(&again.base, "wang", "Wang-Pass-2026", Some(&code)).await;
+    assert_eq!(r.status(), 401, "a used code counted again after a restart");
+    assert_eq!(r.json::<J>().await.expect("j")["code"], "otp_required");
+    again.running.stop().await.expect("stop");
 }
 
 /// The change log's author is the principal; an operator token may name
@@ -808,6 +817,63 @@ async fn audit_verify_cli_and_tampering() {
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("intact"), "{text}");
+    // The head it prints (SEQ:HASH) is what shows a cut at the end later.
+    let head = text
+        .split("; head ")
+        .nth(1)
+        .map(|h| h.trim().to_string())
+        .expect("verify prints the head");
+    let out = run(&["audit", "verify", "--store", p, "--expect", &head], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (seq, hash) = head.split_once(':').expect("SEQ:HASH");
+    let wrong = format!("{seq}:{}", "0".repeat(hash.len()));
+    let out = run(&["audit", "verify", "--store", p, "--expect", &wrong], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(
+        &["audit", "verify", "--store", p, "--expect", "nonsense"],
+        None,
+    );
+    assert!(!out.status.success());
+    // Cut the newest row: the chain alone still verifies; against the head
+    // noted before, the cut is named.
+    let cut: i64 = seq.parse().expect("seq");
+    assert!(cut >= 6, "{text}");
+    {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{p}"))
+            .await
+            .expect("sqlite");
+        sqlx::query("DELETE FROM onemap_audit WHERE seq >= ?")
+            .bind(cut)
+            .execute(&pool)
+            .await
+            .expect("cut");
+        pool.close().await;
+    }
+    let out = run(&["audit", "verify", "--store", p], None);
+    assert!(out.status.success());
+    let out = run(&["audit", "verify", "--store", p, "--expect", &head], None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains(&format!("broken at row {cut}")) && text.contains("removed from its end"),
+        "{text}"
+    );
+    // A new row in the cut one's place has another hash: named as well.
+    let out = run(
+        &[
+            "token", "create", "--store", p, "--role", "viewer", "--name", "again",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let out = run(&["audit", "verify", "--store", p, "--expect", &head], None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("now has hash"), "{text}");
 
     // Edit row 3 behind the server's back.
     let original: String;
@@ -1856,5 +1922,124 @@ async fn scoped_operator_and_planner() {
         .await
         .expect("plan");
     assert_eq!(r.status(), 403);
+    // Nor through the OGC API: the plan's collection, items and an item
+    // are as if absent, and the collections list does not name it.
+    let cid = format!("plan-{id}-grids");
+    let (st, admin_items) = srv.get_json(&format!("/ogc/collections/{cid}/items")).await;
+    assert_eq!(st, 200);
+    let some = admin_items["features"][0]["id"]
+        .as_str()
+        .expect("a draft grid")
+        .to_string();
+    for path in [
+        format!("/ogc/collections/{cid}"),
+        format!("/ogc/collections/{cid}/items"),
+        format!("/ogc/collections/{cid}/items/{some}"),
+    ] {
+        let r = p
+            .get(format!("{}{path}", srv.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let listed = |j: &J| {
+        j["collections"]
+            .as_array()
+            .expect("collections")
+            .iter()
+            .any(|c| c["id"] == cid.as_str())
+    };
+    let (_, all) = srv.get_json("/ogc/collections").await;
+    assert!(listed(&all), "the admin sees the plan's collection");
+    let mine: J = p
+        .get(format!("{}/ogc/collections", srv.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(!listed(&mine), "a scoped planner sees another scope's plan");
+    srv.running.stop().await.expect("stop");
+}
+
+/// Collection metadata is scoped as the items are: a scoped token's
+/// `/ogc/collections/{id}` and `/api/layers` give the count and the extent
+/// of the features inside its scope, not the district's.
+#[tokio::test]
+async fn scoped_metadata() {
+    let dir = common::tempdir();
+    let (_p, store) = common::demo_store(dir.path(), "small", 1).await;
+    let viewer = token(store.as_ref(), Role::Department, &[STREET]).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let c = bearer_client(&viewer);
+    let get = |path: String| {
+        let c = c.clone();
+        async move {
+            c.get(path)
+                .send()
+                .await
+                .expect("get")
+                .json::<J>()
+                .await
+                .expect("json")
+        }
+    };
+    let (_, street) = srv.get_json(&format!("/api/grids/{STREET}")).await;
+    let sb: Vec<f64> = street["bbox"]
+        .as_array()
+        .expect("bbox")
+        .iter()
+        .filter_map(J::as_f64)
+        .collect();
+    let within = |b: &[f64]| {
+        b.len() == 4
+            && b[0] >= sb[0] - 1e-9
+            && b[1] >= sb[1] - 1e-9
+            && b[2] <= sb[2] + 1e-9
+            && b[3] <= sb[3] + 1e-9
+    };
+    let mine = get(format!("{}/api/layers", srv.base)).await;
+    let (_, all) = srv.get_json("/api/layers").await;
+    for layer in ["addresses", "cameras", "grids"] {
+        let of = |j: &J| {
+            j.as_array()
+                .and_then(|a| a.iter().find(|l| l["name"] == layer).cloned())
+                .expect("layer")
+        };
+        let (m, a) = (of(&mine), of(&all));
+        let n = m["count"].as_u64().expect("count");
+        assert!(n > 0 && n < a["count"].as_u64().expect("count"), "{layer}");
+        let b: Vec<f64> = m["bbox"]
+            .as_array()
+            .expect("bbox")
+            .iter()
+            .filter_map(J::as_f64)
+            .collect();
+        assert!(within(&b), "{layer}: {b:?} is not inside the street {sb:?}");
+        // OGC: the same count in the description, the same extent.
+        let col = get(format!("{}/ogc/collections/{layer}", srv.base)).await;
+        let ob: Vec<f64> = col["extent"]["spatial"]["bbox"][0]
+            .as_array()
+            .expect("extent")
+            .iter()
+            .filter_map(J::as_f64)
+            .collect();
+        assert_eq!(ob, b, "{layer}");
+        assert!(
+            col["description"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("({n} features"))),
+            "{layer}: {}",
+            col["description"]
+        );
+        let listed = get(format!("{}/ogc/collections", srv.base)).await;
+        let entry = listed["collections"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == layer).cloned())
+            .expect("listed");
+        assert_eq!(entry["extent"], col["extent"], "{layer}");
+    }
     srv.running.stop().await.expect("stop");
 }

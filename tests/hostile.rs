@@ -360,3 +360,57 @@ async fn huge_and_malformed_bodies_change_nothing() {
     assert_eq!(before["seq"], after["seq"], "a refused request wrote");
     healthy(&srv).await;
 }
+
+/// A bad filter is a 400 even while the heavy lane is full: short ones are
+/// parsed before the query is queued, long ones (over 16 KiB) on the tile
+/// lane. A good query at the same moment is a 503 with `Retry-After`.
+#[tokio::test]
+async fn bad_filters_are_400_while_the_heavy_lane_is_full() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 5).await;
+    let mut cfg = common::config();
+    cfg.work.threads = 1;
+    cfg.work.queue = 0;
+    let (app, running) = common::serve_state(store, cfg).await;
+    let srv = common::client_for(running);
+    // Occupy the heavy lane's one thread (and its empty queue).
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let lane = app.clone();
+    let blocker = tokio::spawn(async move {
+        lane.work
+            .run(onemap::work::Lane::Heavy, move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv_timeout(Duration::from_secs(60));
+            })
+            .await
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the blocker started");
+    let post = |filter: String| {
+        srv.client
+            .post(format!("{}/api/query", srv.base))
+            .json(&json!({"area": {"bbox": [-180, -90, 180, 90]}, "layers": ["risks"], "filter": filter, "limit": 0}))
+            .send()
+    };
+    let short = format!("{}category = 'fire'{}", "(".repeat(100), ")".repeat(100));
+    let long = format!(
+        "{}category = 'fire'{}",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
+    let long_syntax = format!("category IN ({}) AND", vec!["'a'"; 6_000].join(","));
+    assert!(long.len() > onemap::query::QUICK_FILTER && long_syntax.len() > 16 * 1024);
+    for f in [short, long, long_syntax] {
+        let r = post(f).await.expect("query");
+        common::expect_problem(r, 400).await;
+    }
+    let r = post("category = 'fire'".into()).await.expect("query");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let _ = release_tx.send(());
+    let _ = blocker.await;
+    healthy(&srv).await;
+}

@@ -149,21 +149,17 @@ pub async fn layers(
     Ok(Json(J::Array(out)))
 }
 
-/// A layer's description with its count inside `scope` (roads and water,
-/// the map's context, are counted whole).
+/// A layer's description with its count and bbox inside `scope` (roads
+/// and water, the map's context, are counted whole).
 fn scoped_layer_json(l: &LayerIndex, scope: Option<&crate::index::scope::Scope>) -> J {
     let mut j = layer_json(l);
     if let Some(sc) = scope
         && l.def.name != crate::model::builtin::ROADS
         && l.def.name != crate::model::builtin::WATER
     {
-        let n = (0..l.features.len() as u32)
-            .filter(|&i| {
-                crate::work::checkpoint();
-                sc.holds(l, i)
-            })
-            .count();
+        let (n, bbox) = sc.extent(l);
         j["count"] = json!(n);
+        j["bbox"] = json!(bbox.map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]));
     }
     j
 }
@@ -556,7 +552,18 @@ pub async fn query(
     body: Result<Json<crate::query::Request>, JsonRejection>,
 ) -> Result<Json<J>, ApiError> {
     let Json(q) = body?;
-    q.precheck().map_err(ApiError::bad_request)?;
+    if q.precheck().map_err(ApiError::bad_request)? {
+        // A filter text over 16 KiB: parsed on the tile lane, so a bad one
+        // is a 400 without waiting for a heavy slot (or a 503 when the
+        // heavy lane is full).
+        let f = q.filter.clone();
+        st.work
+            .run(crate::work::Lane::Tiles, move || {
+                crate::query::check_filter_texts(f.as_ref(), usize::MAX)
+            })
+            .await?
+            .map_err(ApiError::bad_request)?;
+    }
     let c = st.catalog();
     let audit = super::export::audit_detail(&q);
     let scope = who.scope.clone();
@@ -626,7 +633,16 @@ fn query_json(c: &Catalog, q: crate::query::Request, scope: &[String]) -> Result
                         _ => None,
                     };
                     if let Some(p) = poly {
-                        let a = p.intersection(&area_poly).geodesic_area_unsigned();
+                        // A building wholly inside (most of them) is all in:
+                        // no clipping against an area of thousands of
+                        // vertices.
+                        let inside = geo::BoundingRect::bounding_rect(&p)
+                            .and_then(|r| selector.rect_inside(&r));
+                        let a = match inside {
+                            Some(true) => p.geodesic_area_unsigned(),
+                            Some(false) => 0.0,
+                            None => p.intersection(&area_poly).geodesic_area_unsigned(),
+                        };
                         j["properties"]["intersection_area_m2"] = json!((a * 10.0).round() / 10.0);
                     }
                 }

@@ -11,6 +11,7 @@
 use super::App;
 use super::error::ApiError;
 use super::tiles::origin;
+use crate::index::scope::Scope;
 use crate::index::{Catalog, LayerIndex};
 use crate::model::{GeomKind, LayerDef, PropType, Value};
 use crate::query::MAX_LIMIT;
@@ -141,10 +142,17 @@ fn temporal_prop(def: &LayerDef) -> Option<usize> {
         .position(|p| matches!(p.ty, PropType::DateTime | PropType::Date))
 }
 
-fn collection_json(base: &str, l: &LayerIndex) -> J {
+/// A collection's description. For a scoped principal (`scope`) its
+/// feature count, spatial and temporal extents are those of the features
+/// inside the scope, as its items are.
+fn collection_json(base: &str, l: &LayerIndex, scope: Option<&Scope>) -> J {
     let id = &l.def.name;
     let mut extent = serde_json::Map::new();
-    if let Some(r) = l.bbox {
+    let (count, bbox) = match scope {
+        None => (l.features.len(), l.bbox),
+        Some(sc) => sc.extent(l),
+    };
+    if let Some(r) = bbox {
         extent.insert(
             "spatial".into(),
             json!({"bbox": [[r.min().x, r.min().y, r.max().x, r.max().y]], "crs": CRS84}),
@@ -152,7 +160,10 @@ fn collection_json(base: &str, l: &LayerIndex) -> J {
     }
     if let Some(k) = temporal_prop(&l.def) {
         let (mut lo, mut hi): (Option<&str>, Option<&str>) = (None, None);
-        for f in &l.features {
+        for (i, f) in l.features.iter().enumerate() {
+            if scope.is_some_and(|sc| !sc.holds(l, i as u32)) {
+                continue;
+            }
             if let Some(Value::Text(s)) = f.properties.get(k) {
                 let s: &str = s;
                 if lo.is_none_or(|x| s < x) {
@@ -171,7 +182,7 @@ fn collection_json(base: &str, l: &LayerIndex) -> J {
     json!({
         "id": id,
         "title": l.def.title,
-        "description": format!("{} ({} features, {})", l.def.title, l.features.len(), l.def.geometry.label()),
+        "description": format!("{} ({} features, {})", l.def.title, count, l.def.geometry.label()),
         "itemType": "feature",
         "crs": [CRS84],
         "storageCrs": CRS84,
@@ -189,14 +200,14 @@ fn collection_json(base: &str, l: &LayerIndex) -> J {
 /// `GET /ogc/collections`.
 pub async fn collections(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, ApiError> {
     params(&p, &[])?;
     let base = format!("{}/ogc", origin(&headers));
-    let c = st.catalog();
-    let mut list: Vec<J> = c.layers.iter().map(|l| collection_json(&base, l)).collect();
-    list.extend(super::ogc_plans::collections(&st, &base).await);
+    let mut list = layer_collections(&st, &who, base.clone(), None).await?;
+    list.extend(super::ogc_plans::collections(&st, &who, &base).await);
     Ok(json_response(
         json!({
             "links": [{"href": format!("{base}/collections"), "rel": "self", "type": "application/json"}],
@@ -204,6 +215,36 @@ pub async fn collections(
         }),
         "application/json",
     ))
+}
+
+/// The descriptions of every layer (or of `only`). An unscoped principal's
+/// are read off the catalog; a scoped one's take a pass over each layer
+/// (its features inside the scope), on the heavy lane.
+async fn layer_collections(
+    st: &App,
+    who: &crate::auth::Principal,
+    base: String,
+    only: Option<String>,
+) -> Result<Vec<J>, ApiError> {
+    let c = st.catalog();
+    let pick = move |c: &Catalog, scope: Option<&Scope>| -> Vec<J> {
+        c.layers
+            .iter()
+            .filter(|l| only.as_deref().is_none_or(|o| o == l.def.name))
+            .map(|l| collection_json(&base, l, scope))
+            .collect()
+    };
+    if who.scope.is_empty() {
+        return Ok(pick(&c, None));
+    }
+    let codes = who.scope.clone();
+    Ok(st
+        .work
+        .run(crate::work::Lane::Heavy, move || {
+            let sc = Scope::of(&c, &codes);
+            pick(&c, sc.as_ref())
+        })
+        .await?)
 }
 
 fn layer<'a>(c: &'a Catalog, id: &str) -> Result<&'a LayerIndex, ApiError> {
@@ -214,18 +255,20 @@ fn layer<'a>(c: &'a Catalog, id: &str) -> Result<&'a LayerIndex, ApiError> {
 /// `GET /ogc/collections/{id}`.
 pub async fn collection(
     State(st): S,
+    super::auth::Who(who): super::auth::Who,
     headers: HeaderMap,
     Path(id): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
     params(&p, &[])?;
     if let Some(pid) = super::ogc_plans::plan_of(&id) {
-        return super::ogc_plans::collection(&st, &headers, pid).await;
+        return super::ogc_plans::collection(&st, &who, &headers, pid).await;
     }
     let base = format!("{}/ogc", origin(&headers));
-    let c = st.catalog();
+    layer(&st.catalog(), &id)?;
+    let mut one = layer_collections(&st, &who, base, Some(id)).await?;
     Ok(json_response(
-        collection_json(&base, layer(&c, &id)?),
+        one.pop().unwrap_or_default(),
         "application/json",
     ))
 }
@@ -597,7 +640,7 @@ pub async fn items(
 ) -> Result<Response, ApiError> {
     if let Some(pid) = super::ogc_plans::plan_of(&id) {
         let q = params(&p, &["bbox", "limit", "offset"])?;
-        return super::ogc_plans::items(&st, &headers, pid, &q).await;
+        return super::ogc_plans::items(&st, &who, &headers, pid, &q).await;
     }
     let q = params(&p, ITEMS_PARAMS)?;
     let base = format!("{}/ogc", origin(&headers));
@@ -614,7 +657,7 @@ pub async fn items(
             let l = layer(&cat, &id2)?;
             let mut sel = select(l, &it);
             // A scoped principal's pages and numberMatched hold its grids only.
-            if let Some(scope) = crate::index::scope::Scope::of(&cat, &who.scope) {
+            if let Some(scope) = Scope::of(&cat, &who.scope) {
                 sel = Some(match sel {
                     Some(mut v) => {
                         v.retain(|&i| scope.holds(l, i));
@@ -675,7 +718,7 @@ pub async fn item(
 ) -> Result<Response, ApiError> {
     if let Some(pid) = super::ogc_plans::plan_of(&id) {
         params(&p, &[])?;
-        return super::ogc_plans::item(&st, &headers, pid, &fid).await;
+        return super::ogc_plans::item(&st, &who, &headers, pid, &fid).await;
     }
     let q = params(&p, &["properties"])?;
     let base = format!("{}/ogc", origin(&headers));
@@ -689,7 +732,7 @@ pub async fn item(
         .binary_search_by_key(&n, |f| f.id)
         .map_err(|_| ApiError::not_found(format!("no feature {fid:?} in {id}")))?;
     // Outside a scoped principal's grids: as if it did not exist.
-    if let Some(scope) = crate::index::scope::Scope::of(&c, &who.scope)
+    if let Some(scope) = Scope::of(&c, &who.scope)
         && !scope.holds(l, i as u32)
     {
         return Err(ApiError::not_found(format!("no feature {fid:?} in {id}")));

@@ -70,15 +70,35 @@ pub fn collection_json(base: &str, p: &Plan) -> J {
 }
 
 /// Draft plans as collections (for `/ogc/collections`).
-pub async fn collections(st: &App, base: &str) -> Vec<J> {
+pub async fn collections(st: &App, who: &crate::auth::Principal, base: &str) -> Vec<J> {
     match st.plans.book(st.store.as_ref()).await {
         Ok(b) => b
             .plans
             .values()
-            .filter(|p| p.is_draft())
+            .filter(|p| p.is_draft() && visible(who, p))
             .map(|p| collection_json(base, p))
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// Whether `who` may see plan `p`: another scope's plan is as if absent to
+/// a scoped principal (reads and writes alike).
+fn visible(who: &crate::auth::Principal, p: &Plan) -> bool {
+    p.scope.iter().all(|c| who.covers(c))
+}
+
+/// Plan `pid` of the book, when `who` may see it.
+fn visible_plan<'a>(
+    b: &'a crate::plan::Book,
+    who: &crate::auth::Principal,
+    pid: i64,
+) -> Result<&'a Plan, ApiError> {
+    let p = b.get(pid)?;
+    if visible(who, p) {
+        Ok(p)
+    } else {
+        Err(ApiError::not_found(format!("no plan {pid}")))
     }
 }
 
@@ -116,16 +136,22 @@ fn geojson_response(status: StatusCode, j: J) -> Response {
 }
 
 /// `GET /ogc/collections/plan-{id}-grids`.
-pub async fn collection(st: &App, headers: &HeaderMap, pid: i64) -> Result<Response, ApiError> {
+pub async fn collection(
+    st: &App,
+    who: &crate::auth::Principal,
+    headers: &HeaderMap,
+    pid: i64,
+) -> Result<Response, ApiError> {
     let base = format!("{}/ogc", origin(headers));
     let b = book(st).await?;
-    let p = b.get(pid)?;
+    let p = visible_plan(&b, who, pid)?;
     Ok(Json(collection_json(&base, p)).into_response())
 }
 
 /// `GET /ogc/collections/plan-{id}-grids/items` (bbox, limit, offset).
 pub async fn items(
     st: &App,
+    who: &crate::auth::Principal,
     headers: &HeaderMap,
     pid: i64,
     q: &std::collections::BTreeMap<&str, &str>,
@@ -152,7 +178,7 @@ pub async fn items(
         None => None,
     };
     let b = book(st).await?;
-    let p = b.get(pid)?;
+    let p = visible_plan(&b, who, pid)?;
     let codes: Vec<&String> = p
         .grids
         .iter()
@@ -202,13 +228,14 @@ pub async fn items(
 /// `GET /ogc/collections/plan-{id}-grids/items/{code}`.
 pub async fn item(
     st: &App,
+    who: &crate::auth::Principal,
     headers: &HeaderMap,
     pid: i64,
     code: &str,
 ) -> Result<Response, ApiError> {
     let base = format!("{}/ogc", origin(headers));
     let b = book(st).await?;
-    let p = b.get(pid)?;
+    let p = visible_plan(&b, who, pid)?;
     let f = feature(st, &base, p, code)
         .ok_or_else(|| ApiError::not_found(format!("no grid {code} in plan {pid}")))?;
     Ok(with_etag(
@@ -293,7 +320,7 @@ async fn write(
         Err(e) => return ApiError::from(e).into_response(),
     };
     // Another scope's plan is as if absent to a scoped planner.
-    if !p.scope.iter().all(|c| who.covers(c)) {
+    if !visible(who, p) {
         return ApiError::not_found(format!("no plan {pid}")).into_response();
     }
     if !p.is_draft() {

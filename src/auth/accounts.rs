@@ -28,6 +28,11 @@ pub struct User {
     /// Locked until (UTC ms) after repeated failures.
     #[serde(default)]
     pub locked_until: Option<i64>,
+    /// The last TOTP time step a login used. Kept in the record (and so in
+    /// the store), not only in memory: a code used just before a restart,
+    /// or on another server sharing the store, cannot be used again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_step: Option<u64>,
     pub created: String,
     pub created_by: String,
 }
@@ -368,6 +373,7 @@ pub async fn add_user(
         disabled: false,
         failures: 0,
         locked_until: None,
+        totp_step: None,
         created: now_text(),
         created_by: by.who.clone(),
     };

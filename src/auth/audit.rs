@@ -112,6 +112,64 @@ pub struct Verified {
     pub rows: usize,
     /// The first row that breaks the chain, and why.
     pub broken: Option<(i64, String)>,
+    /// The newest row verified: its seq and chain hash. Kept somewhere the
+    /// store's administrator cannot write (the server logs it, see
+    /// [`head`]), it is what shows rows cut from the end: the chain
+    /// alone cannot, since the rows before the cut still verify.
+    pub head: Option<(i64, String)>,
+}
+
+/// Checks heads noted earlier (`seq`, `hash`: from a verify's output or
+/// the server's log) against the trail: each must still be there with the
+/// same hash. The first that is not, and why.
+pub async fn check_heads(
+    store: &dyn Store,
+    v: &Verified,
+    heads: &[(i64, String)],
+) -> crate::store::Result<Option<(i64, String)>> {
+    let last = v.head.as_ref().map_or(0, |h| h.0);
+    for (seq, hash) in heads {
+        if *seq > last {
+            return Ok(Some((
+                *seq,
+                format!(
+                    "row {seq} was seen before, but the trail now ends at row {last}: rows were removed from its end"
+                ),
+            )));
+        }
+        let row = store.audit_since(seq - 1, 1).await?;
+        match row.first() {
+            Some(r) if r.seq == *seq && r.hash == *hash => {}
+            Some(r) if r.seq == *seq => {
+                return Ok(Some((
+                    *seq,
+                    format!(
+                        "row {seq} now has hash {}, not the {hash} noted before",
+                        r.hash
+                    ),
+                )));
+            }
+            _ => return Ok(Some((*seq, format!("row {seq} is gone")))),
+        }
+    }
+    Ok(None)
+}
+
+/// The trail's head: its newest row's seq and chain hash. The server logs
+/// it every minute when it has changed (`app`), so that a copy of it lives
+/// outside the store (journald, a log collector): `onemap audit verify
+/// --expect SEQ:HASH` then shows whether rows were removed from the end.
+pub async fn head(store: &dyn Store) -> crate::store::Result<Option<(i64, String)>> {
+    let q = crate::store::auth::AuditQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(store
+        .audit_page(&q)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| (r.seq, r.hash)))
 }
 
 /// Reads the whole trail a page at a time and checks its hash chain.
@@ -127,6 +185,7 @@ pub async fn verify(store: &dyn Store) -> crate::store::Result<Verified> {
             return Ok(Verified {
                 rows: rows + page.iter().take_while(|r| r.seq < b.0).count(),
                 broken: Some(b),
+                head: last,
             });
         }
         rows += page.len();
@@ -135,5 +194,9 @@ pub async fn verify(store: &dyn Store) -> crate::store::Result<Verified> {
             break;
         }
     }
-    Ok(Verified { rows, broken: None })
+    Ok(Verified {
+        rows,
+        broken: None,
+        head: last,
+    })
 }

@@ -568,15 +568,23 @@ impl Auth {
             // A code counts once: a step at or before the last one used
             // by this account is refused (a code seen over a shoulder or
             // on the wire cannot be replayed within its window).
+            // The last step is kept in the account's record too (read
+            // fresh above), so a restart or another server does not forget
+            // it; the map closes the gap between two logins on this server
+            // before the first one's record is written.
             let step = otp.and_then(|code| accounts::totp_step(secret, code));
             let good = step.is_some_and(|s| {
                 let mut used = lock(&self.used_otp);
-                let fresh = used.get(&u.name).is_none_or(|last| s > *last);
+                let fresh = used.get(&u.name).is_none_or(|last| s > *last)
+                    && u.totp_step.is_none_or(|last| s > last);
                 if fresh {
                     used.insert(u.name.clone(), s);
                 }
                 fresh
             });
+            if good {
+                u.totp_step = step;
+            }
             if !good {
                 if otp.is_some() {
                     self.count_failure(source);

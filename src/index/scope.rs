@@ -68,4 +68,29 @@ impl Scope {
     pub fn codes(&self) -> &[String] {
         &self.codes
     }
+
+    /// How many features of `layer` lie inside, and their bounding box (a
+    /// pass over the layer, with work checkpoints).
+    pub fn extent(&self, layer: &LayerIndex) -> (usize, Option<geo::Rect>) {
+        use geo::BoundingRect;
+        let mut n = 0usize;
+        let mut bbox: Option<geo::Rect> = None;
+        for (i, f) in layer.features.iter().enumerate() {
+            crate::work::checkpoint();
+            if !self.holds(layer, i as u32) {
+                continue;
+            }
+            n += 1;
+            if let Some(r) = f.geometry.bounding_rect() {
+                bbox = Some(match bbox {
+                    None => r,
+                    Some(b) => geo::Rect::new(
+                        geo::coord! { x: b.min().x.min(r.min().x), y: b.min().y.min(r.min().y) },
+                        geo::coord! { x: b.max().x.max(r.max().x), y: b.max().y.max(r.max().y) },
+                    ),
+                });
+            }
+        }
+        (n, bbox)
+    }
 }

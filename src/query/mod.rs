@@ -223,6 +223,7 @@ pub fn local_distance_m(c: Point, g: &Geometry) -> f64 {
 /// in cells an edge may pass through get the exact test. A street polygon
 /// has thousands of vertices and a street query tests tens of thousands of
 /// points, so this turns O(points × vertices) into about O(points).
+#[derive(Debug)]
 struct Raster {
     rect: Rect,
     n: usize,
@@ -293,6 +294,44 @@ impl Raster {
         Some(r)
     }
 
+    /// Some(true) when every cell a rectangle covers is wholly inside,
+    /// Some(false) when every one is outside (or the rectangle misses the
+    /// raster), None when an edge may cross it (or it covers many cells).
+    fn decide_rect(&self, q: &Rect) -> Option<bool> {
+        let r = &self.rect;
+        if q.max().x < r.min().x
+            || q.min().x > r.max().x
+            || q.max().y < r.min().y
+            || q.min().y > r.max().y
+        {
+            return Some(false);
+        }
+        if q.min().x < r.min().x
+            || q.max().x > r.max().x
+            || q.min().y < r.min().y
+            || q.max().y > r.max().y
+        {
+            return None;
+        }
+        let (x0, y0) = self.cell(q.min().x, q.min().y);
+        let (x1, y1) = self.cell(q.max().x, q.max().y);
+        if (x1 - x0 + 1) * (y1 - y0 + 1) > 4096 {
+            return None;
+        }
+        let first = self.cells[y0 * self.n + x0];
+        if first == 2 {
+            return None;
+        }
+        for cy in y0..=y1 {
+            for cx in x0..=x1 {
+                if self.cells[cy * self.n + cx] != first {
+                    return None;
+                }
+            }
+        }
+        Some(first == 1)
+    }
+
     /// Some(answer) when the cell decides, None when the exact test must.
     fn decide(&self, x: f64, y: f64) -> Option<bool> {
         let r = &self.rect;
@@ -322,6 +361,12 @@ impl<'a> Selector<'a> {
             _ => None,
         };
         Selector { area, raster }
+    }
+
+    /// Whether a rectangle lies wholly inside the area (Some(true)), wholly
+    /// outside (Some(false)), or cannot be told without the exact test.
+    pub fn rect_inside(&self, r: &Rect) -> Option<bool> {
+        self.raster.as_ref()?.decide_rect(r)
     }
 
     /// The indexes of a layer's features that match the area, ascending.
@@ -465,26 +510,46 @@ pub struct Request {
 }
 
 impl Request {
-    /// Refuses a malformed filter of up to 16 KiB before the query waits
-    /// for the heavy lane (parsing that much is microseconds), so a bad
-    /// filter is a 400 even while the lane is full; longer filters are
-    /// parsed on the lane with the rest of the query.
-    pub fn precheck(&self) -> Result<(), String> {
-        use serde_json::Value as J;
-        const QUICK: usize = 16 * 1024;
-        let mut texts: Vec<&str> = Vec::new();
-        match &self.filter {
-            Some(J::String(s)) => texts.push(s),
-            Some(J::Object(m)) if !m.contains_key("op") => {
-                texts.extend(m.values().filter_map(|v| v.as_str()));
-            }
-            _ => {}
-        }
-        for t in texts.into_iter().filter(|t| t.len() <= QUICK) {
-            filter::parse(t, filter::Lang::Text)?;
-        }
-        Ok(())
+    /// Refuses a malformed filter of up to [`QUICK_FILTER`] bytes before
+    /// the query waits for the heavy lane (parsing that much is
+    /// microseconds), so a bad filter is a 400 even while the lane is full.
+    /// Answers whether longer filter texts remain unchecked: the handler
+    /// parses those with [`check_filter_texts`] on the tile lane (short,
+    /// linear jobs), again never behind the heavy lane's queries.
+    pub fn precheck(&self) -> Result<bool, String> {
+        check_filter_texts(self.filter.as_ref(), QUICK_FILTER)
     }
+}
+
+/// Filter texts up to this long are parsed on the async worker before the
+/// query is queued.
+pub const QUICK_FILTER: usize = 16 * 1024;
+
+/// Parses every cql2-text filter in a query's `filter` member (one text,
+/// or one per layer) of at most `max_len` bytes, and answers whether a
+/// longer one was skipped. Linear in the text ([`filter::parse`]).
+pub fn check_filter_texts(
+    filter: Option<&serde_json::Value>,
+    max_len: usize,
+) -> Result<bool, String> {
+    use serde_json::Value as J;
+    let mut texts: Vec<&str> = Vec::new();
+    match filter {
+        Some(J::String(s)) => texts.push(s),
+        Some(J::Object(m)) if !m.contains_key("op") => {
+            texts.extend(m.values().filter_map(|v| v.as_str()));
+        }
+        _ => {}
+    }
+    let mut skipped = false;
+    for t in texts {
+        if t.len() > max_len {
+            skipped = true;
+            continue;
+        }
+        filter::parse(t, filter::Lang::Text)?;
+    }
+    Ok(skipped)
 }
 
 /// `group_by` as sent: one name for every layer (a grid level, or a

@@ -58,6 +58,7 @@ const STRINGS = {
     'event.overdue': '超期',
     'event.closed': '已办结',
     'overview.title': '全区概况',
+    'overview.scopeTitle': '辖区概况',
     'unit.hh': '户',
     // the live screen: counters, charts, overdue list
     'live.todayNew': '今日新增',
@@ -465,6 +466,7 @@ const STRINGS = {
     'event.overdue': 'Overdue',
     'event.closed': 'Closed',
     'overview.title': 'District overview',
+    'overview.scopeTitle': 'Overview of my area',
     'unit.hh': 'hh',
     'live.todayNew': 'New today',
     'live.todayClosed': 'Closed today',

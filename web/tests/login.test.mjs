@@ -273,6 +273,37 @@ describe('login and access', { timeout: 10 * SLOW }, () => {
     } finally { await ctx.close(); }
   });
 
+  test('the screen of a street-scoped user opens at the street: its card, its counts, its title', async () => {
+    const ctx = await env.browser.newContext({ viewport: { width: 1920, height: 1080 } });
+    try {
+      await env.loginApi(ctx, 'dept1', PASSWORD);
+      const { page, rec } = await openPage(env, '#/screen', { context: ctx });
+      await waitView(page, 'screen');
+      await page.waitForFunction((c) => document.getElementById('grid-card')?.dataset.code === c, street.code);
+      await page.waitForFunction(() => !window.onemap.map.isMoving());
+      const shown = await page.evaluate(() => ({
+        title: document.querySelector('.overview h2').innerText,
+        households: document.querySelector('[data-o="households"]').textContent,
+        scope: document.querySelector('[data-scope]')?.dataset.scope,
+      }));
+      assert.match(shown.title, /^辖区概况/);
+      assert.equal(shown.scope, street.code);
+      assert.equal(shown.households.replace(/,/g, ''), String(street.counts.households));
+      // the map is at the street, not the district
+      const inView = await page.evaluate(() => {
+        const b = window.onemap.map.getBounds();
+        return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+      });
+      const card = await env.api(`/api/grids/${street.code}`);
+      const [w, s, e, n] = card.bbox;
+      const c = [(w + e) / 2, (s + n) / 2];
+      assert.ok(inView[0] < c[0] && c[0] < inView[2] && inView[1] < c[1] && c[1] < inView[3], `${inView} does not hold the street's centre ${c}`);
+      assert.deepEqual(rec.pageErrors, []);
+      assert.deepEqual(rec.consoleErrors, []);
+      assert.deepEqual(rec.failedResponses, []);
+    } finally { await ctx.close(); }
+  });
+
   test('an auditor has no map page: a short page says what the role does through the API', async () => {
     const { page, ctx, rec } = await openLogin('');
     try {

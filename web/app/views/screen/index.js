@@ -3,6 +3,7 @@
 // (top) and the charts (bottom), all fed by the live stream (live-view.js). Everything it creates
 // is released by the returned unmount.
 import { api } from '../../api.js';
+import { current } from '../../session.js';
 import { applyI18n, fmtNumber, onLangChange, t } from '../../i18n.js';
 import { createCard } from './card.js';
 import { createLayerPanel } from './layers.js';
@@ -54,6 +55,8 @@ const LAYOUT = `
 export const screenView = {
   async mount(root) {
     root.innerHTML = LAYOUT;
+    // an account scoped to some grids sees its own area, not the district
+    if (current()?.scope?.length) root.querySelector('.overview h2').dataset.i18nB = 'overview.scopeTitle';
     applyI18n(root);
     const $ = (s) => root.querySelector(s);
     const cleanups = [];
@@ -180,23 +183,44 @@ export const screenView = {
     });
     cleanups.push(() => live.destroy());
 
+    // What the screen covers: the district, or for an account scoped to some streets or
+    // communities, those grids (their counts summed; the first one's card opens, and the map
+    // fits them all).
+    const scope = current()?.scope ?? [];
+    const loadOverview = async () => {
+      if (!scope.length) {
+        const { grids } = await api.grids('district');
+        if (!grids?.length) throw new Error('no district in the store');
+        return { counts: { ...grids[0].counts }, code: grids[0].code, bbox: null };
+      }
+      const cards = await Promise.all(scope.map((code) => api.grid(code)));
+      const counts = {};
+      for (const g of cards) for (const [k, v] of Object.entries(g.counts ?? {})) if (typeof v === 'number') counts[k] = (counts[k] ?? 0) + v;
+      const boxes = cards.map((g) => g.bbox).filter(Boolean);
+      const bbox = boxes.length ? [Math.min(...boxes.map((b) => b[0])), Math.min(...boxes.map((b) => b[1])), Math.max(...boxes.map((b) => b[2])), Math.max(...boxes.map((b) => b[3]))] : null;
+      return { counts, code: cards[0].code, bbox: cards.length > 1 ? bbox : null };
+    };
+
     const ready = (async () => {
-      const { grids } = await api.grids('district');
-      if (!grids?.length) throw new Error('no district in the store');
-      overview = grids[0];
+      overview = await loadOverview();
+      root.dataset.scope = scope.join(',');
       renderOverview();
-      await openGrid(grids[0].code, { fit: true });
+      await openGrid(overview.code, { fit: !overview.bbox });
+      if (overview.bbox) {
+        const [w, s, e, n] = overview.bbox;
+        map.fitBounds([[w, s], [e, n]], { padding: fitPadding(), duration: 900, maxZoom: 18 });
+      }
       return map;
     })();
-    ready.catch((err) => console.warn('district:', err.message));
+    ready.catch((err) => console.warn('overview:', err.message));
 
     // The screen runs unattended: refresh the overview and the open card every minute (one timer,
     // cleared on unmount; a refresh never moves the map and gives way to a user's selection).
     const REFRESH_MS = 60_000;
     const refresh = async () => {
       try {
-        const { grids } = await api.grids('district');
-        if (grids?.[0]) { overview = grids[0]; renderOverview(); }
+        overview = await loadOverview();
+        renderOverview();
         const code = card.code;
         if (code && !inflight) {
           const g = await api.grid(code);
