@@ -110,9 +110,9 @@ async fn documents_paging_and_filters() {
     ] {
         assert!(classes.contains(&c), "{c}");
     }
-    // Not declared: what we do not do (HTML, CRS, array functions, accents).
+    // Not declared: what we do not do (HTML, array functions, accents);
+    // Part 2 (CRS) is declared since #15 (`link_headers_and_crs`).
     assert!(!classes.iter().any(|c| c.ends_with("/html")
-        || c.contains("features-2")
         || c.ends_with("array-functions")
         || c.ends_with("accent-insensitive-comparison")));
 
@@ -498,4 +498,168 @@ async fn gdal_reads_every_collection_and_filters_on_the_server() {
     assert!(!want.is_empty());
     assert_eq!(got, want);
     srv.running.stop().await.unwrap();
+}
+
+/// Part 1's `Link` headers (self, next, prev, and the collection) beside
+/// the body's links, and Part 2's CRSs: CGCS2000 and EPSG:4326 answers are
+/// latitude first with `Content-Crs`, a `bbox-crs` box the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn link_headers_and_crs() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 22).await;
+    let srv = common::serve(store.clone(), common::config()).await;
+    let get = |path: String| {
+        let c = srv.client.clone();
+        let base = srv.base.clone();
+        async move {
+            let r = c.get(format!("{base}{path}")).send().await.expect("get");
+            let status = r.status().as_u16();
+            let h = |k: &str| {
+                r.headers()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (link, crs) = (h("link"), h("content-crs"));
+            let j: J = r.json().await.unwrap_or(J::Null);
+            (status, link, crs, j)
+        }
+    };
+    let rels = |link: &str| -> Vec<(String, String)> {
+        link.split(", <")
+            .filter_map(|p| {
+                let href = p.trim_start_matches('<').split('>').next()?.to_string();
+                let rel = p.split("rel=\"").nth(1)?.split('"').next()?.to_string();
+                Some((rel, href))
+            })
+            .collect()
+    };
+    // First page: self and next in the header, the same hrefs as the body.
+    let (s, link, crs, page) = get("/ogc/collections/cameras/items?limit=2".into()).await;
+    assert_eq!(s, 200);
+    assert_eq!(crs, "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>");
+    let h = rels(&link);
+    for rel in ["self", "next", "collection"] {
+        let body = page["links"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .find(|l| l["rel"] == rel)
+            .and_then(|l| l["href"].as_str())
+            .unwrap_or_else(|| panic!("no {rel} in the body"));
+        assert!(
+            h.iter().any(|(r, href)| r == rel && href == body),
+            "{rel} {body} not in Link: {link}"
+        );
+    }
+    assert!(!h.iter().any(|(r, _)| r == "prev"), "{link}");
+    // Follow next by the header alone: prev appears.
+    let next = h
+        .iter()
+        .find(|(r, _)| r == "next")
+        .map(|(_, href)| href.clone())
+        .expect("next");
+    let r = srv.client.get(&next).send().await.expect("next page");
+    let link2 = r.headers()["link"].to_str().expect("link").to_string();
+    assert!(rels(&link2).iter().any(|(r, _)| r == "prev"), "{link2}");
+    // Collections and a collection carry Link too.
+    let (_, link, _, _) = get("/ogc/collections/cameras".into()).await;
+    assert!(rels(&link).iter().any(|(r, _)| r == "self"), "{link}");
+    let (_, link, _, cols) = get("/ogc/collections".into()).await;
+    assert!(rels(&link).iter().any(|(r, _)| r == "self"), "{link}");
+    let cam = cols["collections"]
+        .as_array()
+        .expect("collections")
+        .iter()
+        .find(|c| c["id"] == "cameras")
+        .expect("cameras")
+        .clone();
+    let list: Vec<&str> = cam["crs"]
+        .as_array()
+        .expect("crs")
+        .iter()
+        .filter_map(J::as_str)
+        .collect();
+    assert!(
+        list.contains(&"http://www.opengis.net/def/crs/EPSG/0/4490"),
+        "{list:?}"
+    );
+    let (_, _, _, conf) = get("/ogc/conformance".into()).await;
+    assert!(
+        conf["conformsTo"]
+            .as_array()
+            .expect("classes")
+            .iter()
+            .any(|c| c == "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs")
+    );
+
+    // CGCS2000: the same features, latitude first, named in Content-Crs.
+    let (_, _, _, lonlat) = get("/ogc/collections/grids/items?limit=3".into()).await;
+    let cgcs = "http://www.opengis.net/def/crs/EPSG/0/4490";
+    let (s, _, crs, latlon) = get(format!(
+        "/ogc/collections/grids/items?limit=3&crs={}",
+        common::url_escape(cgcs)
+    ))
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(crs, format!("<{cgcs}>"));
+    let first = |j: &J| -> Vec<f64> {
+        let mut c = &j["geometry"]["coordinates"];
+        while c[0].is_array() {
+            c = &c[0];
+        }
+        c.as_array()
+            .expect("position")
+            .iter()
+            .filter_map(J::as_f64)
+            .collect()
+    };
+    for (a, b) in lonlat["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .zip(latlon["features"].as_array().expect("features"))
+    {
+        assert_eq!(a["id"], b["id"]);
+        let (p, q) = (first(a), first(b));
+        assert_eq!((p[0], p[1]), (q[1], q[0]), "feature {}", a["id"]);
+    }
+    let id = lonlat["features"][0]["id"].as_i64().expect("id");
+    let (s, _, crs, one) = get(format!("/ogc/collections/grids/items/{id}?crs=EPSG:4490")).await;
+    assert_eq!(s, 200);
+    assert_eq!(crs, format!("<{cgcs}>"));
+    assert_eq!(first(&one), first(&latlon["features"][0]));
+
+    // A bbox in EPSG:4326 order (south,west,north,east) selects as the
+    // same box in CRS84.
+    let p = first(&lonlat["features"][0]);
+    let (w, s_, e, n) = (p[0] - 0.01, p[1] - 0.01, p[0] + 0.01, p[1] + 0.01);
+    let (_, _, _, a) = get(format!(
+        "/ogc/collections/addresses/items?limit=1000&bbox={w},{s_},{e},{n}"
+    ))
+    .await;
+    let (st, _, _, b) = get(format!(
+        "/ogc/collections/addresses/items?limit=1000&bbox={s_},{w},{n},{e}&bbox-crs={}",
+        common::url_escape("http://www.opengis.net/def/crs/EPSG/0/4326")
+    ))
+    .await;
+    assert_eq!(st, 200);
+    assert!(a["numberMatched"].as_u64().expect("n") > 0);
+    assert_eq!(a["numberMatched"], b["numberMatched"]);
+    // Unknown CRSs are a 400 naming the ones there are.
+    for q in [
+        "crs=EPSG:3857",
+        "bbox-crs=EPSG:3857&bbox=0,0,1,1",
+        "bbox-crs=EPSG:4326",
+    ] {
+        let r = srv
+            .client
+            .get(format!("{}/ogc/collections/cameras/items?{q}", srv.base))
+            .send()
+            .await
+            .expect("get");
+        common::expect_problem(r, 400).await;
+    }
+    srv.running.stop().await.expect("stop");
 }

@@ -143,7 +143,11 @@ impl From<crate::store::StoreError> for ApiError {
             E::UnknownLayer(_) | E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::Conflict { .. } | E::LayerExists(_) => StatusCode::CONFLICT,
             E::Invalid { .. } => StatusCode::BAD_REQUEST,
-            E::Backend(_) | E::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Only a store that may answer again is worth a retry (503);
+            // a fault that stays (a missing SQL function, a broken table)
+            // is the server's error, said as such.
+            E::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

@@ -33,6 +33,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound(m) => ApiError::not_found(m),
             Refusal::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             Refusal::Unavailable(m) => ApiError::unavailable(m),
+            Refusal::Failed(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::query::MAX_LIMIT;
 use crate::query::filter::{self, Filter, Lang, parse_instant};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use geo::{Coord, Intersects, Rect};
 use serde_json::{Value as J, json};
@@ -28,6 +28,100 @@ type S = State<Arc<App>>;
 type Params = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+/// WGS 84 with the EPSG axis order (latitude first).
+const EPSG_4326: &str = "http://www.opengis.net/def/crs/EPSG/0/4326";
+/// CGCS2000 (国家2000大地坐标系), which Chinese official mapping asks for.
+/// It differs from WGS 84 by under a metre (DESIGN §4): coordinates are the
+/// stored ones, in the EPSG axis order (latitude first).
+const EPSG_4490: &str = "http://www.opengis.net/def/crs/EPSG/0/4490";
+/// The CRSs every layer collection answers in (OGC API – Features Part 2).
+const LAYER_CRS: [&str; 3] = [CRS84, EPSG_4326, EPSG_4490];
+
+/// The CRS an answer is in: CRS84 keeps lon/lat; the EPSG geographic CRSs
+/// are lat/lon, so coordinates are swapped on the way out and a `bbox` in
+/// them (`bbox-crs`) on the way in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OutCrs(&'static str);
+
+impl OutCrs {
+    fn parse(s: Option<&&str>, what: &str) -> Result<OutCrs, String> {
+        match s {
+            None => Ok(OutCrs(CRS84)),
+            Some(s) => {
+                let epsg = format!("/EPSG/0/{}", s.trim_start_matches("EPSG:"));
+                LAYER_CRS
+                    .into_iter()
+                    .find(|c| *c == *s || (c.contains("/EPSG/") && c.ends_with(&epsg)))
+                    .map(OutCrs)
+                    .ok_or_else(|| {
+                        format!(
+                            "{what} {s:?} is not supported; use one of {}",
+                            LAYER_CRS.join(", ")
+                        )
+                    })
+            }
+        }
+    }
+    fn lat_first(self) -> bool {
+        self.0 != CRS84
+    }
+    /// `Content-Crs: <uri>`.
+    pub(crate) fn header(self) -> HeaderValue {
+        HeaderValue::from_str(&format!("<{}>", self.0)).unwrap_or_else(|_| {
+            HeaderValue::from_static("<http://www.opengis.net/def/crs/OGC/1.3/CRS84>")
+        })
+    }
+}
+
+/// Swaps the first two numbers of every position in a GeoJSON geometry's
+/// `coordinates` (and of a `bbox`), in place: lon/lat to lat/lon.
+fn swap_axes(g: &mut J) {
+    fn walk(v: &mut J) {
+        if let J::Array(a) = v {
+            if a.first().is_some_and(J::is_number) {
+                if a.len() >= 2 {
+                    a.swap(0, 1);
+                }
+            } else {
+                a.iter_mut().for_each(walk);
+            }
+        }
+    }
+    if let Some(c) = g.get_mut("coordinates") {
+        walk(c);
+    }
+    if let Some(J::Array(gs)) = g.get_mut("geometries") {
+        gs.iter_mut().for_each(swap_axes);
+    }
+}
+
+/// The `Link` header for a document's `links`: the navigation relations a
+/// client pages with (OGC API – Features Part 1, recommendation 9), as
+/// RFC 8288 links.
+pub(crate) fn link_header(v: &J) -> Option<HeaderValue> {
+    const RELS: [&str; 5] = ["self", "next", "prev", "alternate", "collection"];
+    let parts: Vec<String> = v
+        .get("links")?
+        .as_array()?
+        .iter()
+        .filter_map(|l| {
+            let rel = l.get("rel")?.as_str()?;
+            if !RELS.contains(&rel) {
+                return None;
+            }
+            let href = l.get("href")?.as_str()?;
+            let mut s = format!("<{href}>; rel=\"{rel}\"");
+            if let Some(t) = l.get("type").and_then(J::as_str) {
+                s.push_str(&format!("; type=\"{t}\""));
+            }
+            Some(s)
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&parts.join(", ")).ok()
+}
 const GEOJSON: &str = "application/geo+json";
 const OPENAPI: &str = "application/vnd.oai.openapi+json;version=3.0";
 const SCHEMA: &str = "application/schema+json";
@@ -39,6 +133,7 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
@@ -59,9 +154,13 @@ pub const CONFORMANCE: &[&str] = &[
 ];
 
 fn json_response(v: J, content_type: &'static str) -> Response {
+    let link = link_header(&v);
     let mut r = Json(v).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, l);
+    }
     r
 }
 
@@ -184,7 +283,7 @@ fn collection_json(base: &str, l: &LayerIndex, scope: Option<&Scope>) -> J {
         "title": l.def.title,
         "description": format!("{} ({} features, {})", l.def.title, count, l.def.geometry.label()),
         "itemType": "feature",
-        "crs": [CRS84],
+        "crs": LAYER_CRS,
         "storageCrs": CRS84,
         "extent": extent,
         "links": [
@@ -425,6 +524,8 @@ pub fn parse_bbox(s: &str) -> Result<Rect, String> {
 /// A validated items request.
 struct Items {
     bbox: Option<Rect>,
+    /// The CRS of the answer (`crs`).
+    crs: OutCrs,
     time: Option<(usize, PropType, i64, i64)>,
     filter: Option<Filter>,
     limit: usize,
@@ -441,6 +542,8 @@ const ITEMS_PARAMS: &[&str] = &[
     "filter",
     "filter-lang",
     "filter-crs",
+    "crs",
+    "bbox-crs",
 ];
 
 fn items_request(
@@ -448,9 +551,33 @@ fn items_request(
     q: &std::collections::BTreeMap<&str, &str>,
 ) -> Result<Items, ApiError> {
     let bad = ApiError::bad_request;
+    let crs = OutCrs::parse(q.get("crs"), "crs").map_err(bad)?;
+    let bbox_crs = OutCrs::parse(q.get("bbox-crs"), "bbox-crs").map_err(bad)?;
+    if q.contains_key("bbox-crs") && !q.contains_key("bbox") {
+        return Err(bad("bbox-crs is given without a bbox".to_string()));
+    }
     let bbox = q
         .get("bbox")
-        .map(|s| parse_bbox(s))
+        .map(|s| {
+            if bbox_crs.lat_first() {
+                // south,west,north,east in the EPSG axis order.
+                let mut n: Vec<&str> = s.split(',').collect();
+                match n.len() {
+                    4 => {
+                        n.swap(0, 1);
+                        n.swap(2, 3);
+                    }
+                    6 => {
+                        n.swap(0, 1);
+                        n.swap(3, 4);
+                    }
+                    _ => {}
+                }
+                parse_bbox(&n.join(","))
+            } else {
+                parse_bbox(s)
+            }
+        })
         .transpose()
         .map_err(bad)?;
     let limit = match q.get("limit") {
@@ -532,6 +659,7 @@ fn items_request(
     };
     Ok(Items {
         bbox,
+        crs,
         time,
         filter,
         limit,
@@ -591,9 +719,14 @@ fn select(l: &LayerIndex, it: &Items) -> Option<Vec<u32>> {
     })
 }
 
-fn feature_json(l: &LayerIndex, i: u32, props: Option<&[usize]>) -> J {
+fn feature_json(l: &LayerIndex, i: u32, props: Option<&[usize]>, crs: OutCrs) -> J {
     let f = &l.features[i as usize];
     let mut j = f.to_geojson(&l.def);
+    if crs.lat_first()
+        && let Some(g) = j.get_mut("geometry")
+    {
+        swap_axes(g);
+    }
     if let Some(keep) = props {
         let mut m = serde_json::Map::new();
         for &k in keep {
@@ -647,7 +780,7 @@ pub async fn items(
     let c = st.catalog();
     let l = layer(&c, &id)?;
     let it = items_request(l, &q)?;
-    let (offset, limit) = (it.offset, it.limit);
+    let (offset, limit, crs) = (it.offset, it.limit, it.crs);
     let cat = c.clone();
     let id2 = id.clone();
     // Filtering millions of features is CPU work: off the async workers.
@@ -675,10 +808,10 @@ pub async fn items(
             let page: Vec<J> = match &sel {
                 Some(v) => v[start..end]
                     .iter()
-                    .map(|&i| feature_json(l, i, props))
+                    .map(|&i| feature_json(l, i, props, it.crs))
                     .collect(),
                 None => (start as u32..end as u32)
-                    .map(|i| feature_json(l, i, props))
+                    .map(|i| feature_json(l, i, props, it.crs))
                     .collect(),
             };
             Ok::<_, ApiError>((matched, page))
@@ -695,7 +828,7 @@ pub async fn items(
     if offset > 0 {
         links.push(json!({"href": page_url(&base, &id, &q, Some(offset.saturating_sub(limit))), "rel": "prev", "type": GEOJSON, "title": "previous page"}));
     }
-    Ok(json_response(
+    let mut r = json_response(
         json!({
             "type": "FeatureCollection",
             "numberMatched": matched,
@@ -705,7 +838,10 @@ pub async fn items(
             "features": page,
         }),
         GEOJSON,
-    ))
+    );
+    r.headers_mut()
+        .insert(HeaderName::from_static("content-crs"), crs.header());
+    Ok(r)
 }
 
 /// `GET /ogc/collections/{id}/items/{fid}`.
@@ -720,7 +856,7 @@ pub async fn item(
         params(&p, &[])?;
         return super::ogc_plans::item(&st, &who, &headers, pid, &fid).await;
     }
-    let q = params(&p, &["properties"])?;
+    let q = params(&p, &["properties", "crs"])?;
     let base = format!("{}/ogc", origin(&headers));
     let c = st.catalog();
     let l = layer(&c, &id)?;
@@ -752,7 +888,7 @@ pub async fn item(
             ))
             .await;
     }
-    let mut j = feature_json(l, i as u32, it.properties.as_deref());
+    let mut j = feature_json(l, i as u32, it.properties.as_deref(), it.crs);
     j["links"] = json!([
         {"href": format!("{base}/collections/{id}/items/{fid}"), "rel": "self", "type": GEOJSON},
         {"href": format!("{base}/collections/{id}"), "rel": "collection", "type": "application/json"},
@@ -761,6 +897,8 @@ pub async fn item(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}-{}\"", n, l.features[i].version)) {
         r.headers_mut().insert(header::ETAG, v);
     }
+    r.headers_mut()
+        .insert(HeaderName::from_static("content-crs"), it.crs.header());
     Ok(r)
 }
 
@@ -807,12 +945,14 @@ fn openapi_doc(base: &str, ids: &[&str]) -> J {
                 {"$ref": "#/components/parameters/filter"},
                 {"$ref": "#/components/parameters/filter-lang"},
                 {"$ref": "#/components/parameters/filter-crs"},
+                {"$ref": "#/components/parameters/crs"},
+                {"$ref": "#/components/parameters/bbox-crs"},
                 f], "responses": {
                 "200": {"description": "a page of features", "content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/featureCollectionGeoJSON"}}}},
                 "400": {"$ref": "#/components/responses/problem"}, "404": {"$ref": "#/components/responses/problem"}}}},
             "/collections/{collectionId}/items/{featureId}": {"get": {"summary": "one feature", "operationId": "getFeature", "parameters": [
                 cid, {"name": "featureId", "in": "path", "required": true, "schema": {"type": "integer"}},
-                {"$ref": "#/components/parameters/properties"}, f], "responses": {
+                {"$ref": "#/components/parameters/properties"}, {"$ref": "#/components/parameters/crs"}, f], "responses": {
                 "200": {"description": "the feature", "content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/featureGeoJSON"}}}},
                 "404": {"$ref": "#/components/responses/problem"}}}},
         },
@@ -829,6 +969,8 @@ fn openapi_doc(base: &str, ids: &[&str]) -> J {
                 "properties": {"name": "properties", "in": "query", "required": false, "style": "form", "explode": false, "description": "the properties to return", "schema": {"type": "array", "items": {"type": "string"}}},
                 "filter": {"name": "filter", "in": "query", "required": false, "description": "a CQL2 filter on the queryables", "schema": {"type": "string"}},
                 "filter-lang": {"name": "filter-lang", "in": "query", "required": false, "description": "cql2-text (default) or cql2-json; cql-text is accepted as the draft's name of cql2-text", "schema": {"type": "string", "enum": ["cql2-text", "cql2-json", "cql-text"], "default": "cql2-text"}},
+                "crs": {"name": "crs", "in": "query", "required": false, "description": "the CRS of the answer's coordinates (EPSG ones are latitude first); the answer names it in Content-Crs", "schema": {"type": "string", "enum": LAYER_CRS, "default": CRS84}},
+                "bbox-crs": {"name": "bbox-crs", "in": "query", "required": false, "description": "the CRS of bbox (EPSG ones are latitude first: south,west,north,east)", "schema": {"type": "string", "enum": LAYER_CRS, "default": CRS84}},
                 "filter-crs": {"name": "filter-crs", "in": "query", "required": false, "schema": {"type": "string", "enum": [CRS84], "default": CRS84}},
             },
             "responses": {"problem": problem},

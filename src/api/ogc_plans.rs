@@ -129,9 +129,18 @@ fn with_etag(mut r: Response, tag: Option<String>) -> Response {
 }
 
 fn geojson_response(status: StatusCode, j: J) -> Response {
+    let link = super::ogc::link_header(&j);
     let mut r = (status, Json(j)).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
+    // Draft grids answer in CRS84 only (their collection lists no other).
+    r.headers_mut().insert(
+        header::HeaderName::from_static("content-crs"),
+        HeaderValue::from_static("<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"),
+    );
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, l);
+    }
     r
 }
 
@@ -145,7 +154,13 @@ pub async fn collection(
     let base = format!("{}/ogc", origin(headers));
     let b = book(st).await?;
     let p = visible_plan(&b, who, pid)?;
-    Ok(Json(collection_json(&base, p)).into_response())
+    let j = collection_json(&base, p);
+    let link = super::ogc::link_header(&j);
+    let mut r = Json(j).into_response();
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, l);
+    }
+    Ok(r)
 }
 
 /// `GET /ogc/collections/plan-{id}-grids/items` (bbox, limit, offset).

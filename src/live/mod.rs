@@ -96,7 +96,10 @@ pub enum Refusal {
     BadRequest(String),
     NotFound(String),
     Conflict(String),
+    /// The store may answer again (503, retry).
     Unavailable(String),
+    /// A fault retrying will not cure (500).
+    Failed(String),
 }
 
 /// The answer to one ingest request.
@@ -835,7 +838,10 @@ async fn run_batch(st: &Arc<crate::app::App>, ext: &mut ExtIndex, queue: &mut Ve
             Err(e) => {
                 let r = match e {
                     StoreError::Conflict { .. } => Refusal::Conflict(e.to_string()),
-                    other => Refusal::Unavailable(format!("the store refused the write: {other}")),
+                    StoreError::Unreachable(_) => {
+                        Refusal::Unavailable(format!("the store refused the write: {e}"))
+                    }
+                    other => Refusal::Failed(format!("the store refused the write: {other}")),
                 };
                 for (job, _) in taken {
                     refuse(job, r.clone());

@@ -18,7 +18,7 @@
 
 use super::auth::{AuditEntry, AuditQuery, AuditRow, AuthRecord, AuthWrite};
 use super::{Applied, Change, ChangeSet, LogDetail, Op, Result, Store, StoreError, wkb};
-use crate::model::{Feature, LayerDef, PropType, Value, value::format_utc};
+use crate::model::{Feature, LayerDef, PropType, Value};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use geo::{BoundingRect, Geometry, Rect};
@@ -164,6 +164,51 @@ fn q(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// [`q`] for the sibling modules.
+pub(crate) fn quote(name: &str) -> String {
+    q(name)
+}
+
+/// Now, as GeoPackage DATETIME wants it (GPKG 1.3 Req 15:
+/// `YYYY-MM-DDTHH:MM:SS.SSSZ`).
+fn gpkg_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A DATETIME value as the GeoPackage stores it: with milliseconds. Values
+/// in memory are RFC 3339 UTC to the second (`format_utc`); anything else
+/// (a value another tool wrote) is parsed and rewritten, or left as it is
+/// when it is no date-time at all.
+fn to_gpkg_datetime(s: &str) -> std::borrow::Cow<'_, str> {
+    let b = s.as_bytes();
+    if b.len() == 20 && b[10] == b'T' && b[19] == b'Z' {
+        return format!("{}.000Z", &s[..19]).into();
+    }
+    if b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' {
+        return s.into();
+    }
+    match crate::model::value::parse_instant(s).and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => t
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+        None => s.into(),
+    }
+}
+
+/// A DATETIME value read from the file, in the form onemap keeps in memory
+/// (RFC 3339 UTC to the second): the inverse of [`to_gpkg_datetime`], and
+/// the reading of files written before it (no milliseconds) or by others.
+fn from_gpkg_datetime(s: &str) -> String {
+    let b = s.as_bytes();
+    if b.len() == 24 && b[10] == b'T' && &b[19..] == b".000Z" {
+        return format!("{}Z", &s[..19]);
+    }
+    if b.len() == 20 && b[10] == b'T' && b[19] == b'Z' {
+        return s.to_string();
+    }
+    crate::model::value::normalize_datetime(s).unwrap_or_else(|_| s.to_string())
+}
+
 impl GpkgStore {
     /// Opens (or creates) a GeoPackage. A file that exists but is not a
     /// GeoPackage is refused rather than modified.
@@ -184,6 +229,17 @@ impl GpkgStore {
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // Every connection gets the functions the R-tree triggers call
+            // (`gpkg_fn`): without them no feature row could be written.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let mut h = conn.lock_handle().await?;
+                    // SAFETY: the locked handle is this connection's, open,
+                    // and used by no one else while we hold it.
+                    unsafe { super::gpkg_fn::register(h.as_raw_handle().as_ptr()) }
+                        .map_err(|e| sqlx::Error::Configuration(e.into()))
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
@@ -266,6 +322,7 @@ impl GpkgStore {
                 .map_err(|e| backend(format!("corrupt layer definition: {e}")))?;
             layers.push(def);
         }
+        upgrade(&pool, &layers).await?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         tokio::spawn(checkpointer(pool.clone(), stopped));
         Ok(GpkgStore {
@@ -404,7 +461,8 @@ fn decode_value(row: &SqliteRow, i: usize, ty: PropType) -> std::result::Result<
         "TEXT" => {
             let v = <&str as Decode<Sqlite>>::decode(raw).map_err(e)?;
             match ty {
-                PropType::Text | PropType::DateTime | PropType::Date => Value::text(v),
+                PropType::DateTime => Value::text(from_gpkg_datetime(v)),
+                PropType::Text | PropType::Date => Value::text(v),
                 _ => Value::from_text(v, ty).unwrap_or_else(|_| Value::text(v)),
             }
         }
@@ -413,6 +471,18 @@ fn decode_value(row: &SqliteRow, i: usize, ty: PropType) -> std::result::Result<
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+/// Binds a property value; DATETIME columns get milliseconds, as the
+/// GeoPackage asks ([`to_gpkg_datetime`]).
+fn bind_prop<'q>(q: Query<'q>, v: &'q Value, ty: PropType) -> Query<'q> {
+    match (v, ty) {
+        (Value::Text(s), PropType::DateTime) => match to_gpkg_datetime(s) {
+            std::borrow::Cow::Borrowed(b) => q.bind(b),
+            std::borrow::Cow::Owned(o) => q.bind(o),
+        },
+        _ => bind_value(q, v),
+    }
+}
 
 fn bind_value<'q>(q: Query<'q>, v: &'q Value) -> Query<'q> {
     match v {
@@ -467,6 +537,136 @@ fn union(a: Rect, b: Rect) -> Rect {
         (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
         (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
     )
+}
+
+/// A DATETIME value of the second (no fraction), as files written before
+/// milliseconds hold them.
+const SECONDS_GLOB: &str =
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z";
+
+/// Brings a file written by an earlier version up to what this one writes,
+/// once: DATETIME values with milliseconds (features, `gpkg_contents`, the
+/// change log) and an R-tree spatial index on every feature table. Takes
+/// the write lock only when something is to be done.
+async fn upgrade(pool: &SqlitePool, layers: &[LayerDef]) -> Result<()> {
+    let dated: Option<String> =
+        sqlx::query_scalar("SELECT value FROM onemap_meta WHERE key = 'gpkg_datetime_ms'")
+            .fetch_optional(pool)
+            .await?;
+    let mut missing = Vec::new();
+    for def in layers {
+        if !rtree_complete(pool, &def.name).await? {
+            missing.push(def.name.clone());
+        }
+    }
+    if dated.is_some() && missing.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if dated.is_none() {
+        let fix = |table: &str, col: &str| {
+            format!(
+                "UPDATE {t} SET {c} = substr({c}, 1, 19) || '.000Z' WHERE {c} GLOB '{SECONDS_GLOB}'",
+                t = q(table),
+                c = q(col)
+            )
+        };
+        for def in layers {
+            for p in def.properties.iter().filter(|p| p.ty == PropType::DateTime) {
+                sqlx::query(&fix(&def.name, &p.name))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(&fix("onemap_changes", "time"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&fix("gpkg_contents", "last_change"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO onemap_meta (key, value) VALUES ('gpkg_datetime_ms', '1')",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    for name in &missing {
+        ensure_rtree(&mut tx, name).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether `table` has its R-tree and all six triggers.
+async fn rtree_complete<'e, E>(db: E, table: &str) -> Result<bool>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let r = super::gpkg_fn::rtree_name(table);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE (type = 'table' AND name = ?1) \
+         OR (type = 'trigger' AND tbl_name = ?2)",
+    )
+    .bind(&r)
+    .bind(table)
+    .fetch_all(db)
+    .await?;
+    Ok(names.contains(&r)
+        && super::gpkg_fn::rtree_triggers(table)
+            .iter()
+            .all(|(n, _)| names.contains(n)))
+}
+
+/// Gives `table` the GeoPackage R-tree spatial index (GPKG 1.3 Annex F.3)
+/// unless it has it whole: the `rtree_<table>_geom` table filled in one
+/// pass, its six triggers, and its row in `gpkg_extensions`. An index with
+/// a trigger missing is rebuilt, since it may have missed changes.
+async fn ensure_rtree(tx: &mut Transaction<'_, Sqlite>, table: &str) -> Result<()> {
+    if rtree_complete(&mut **tx, table).await? {
+        return Ok(());
+    }
+    let r = super::gpkg_fn::rtree_name(table);
+    let triggers = super::gpkg_fn::rtree_triggers(table);
+    for (name, _) in &triggers {
+        sqlx::query(&format!("DROP TRIGGER IF EXISTS {}", q(name)))
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(&format!("DROP TABLE IF EXISTS {}", q(&r)))
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE VIRTUAL TABLE {} USING rtree(id, minx, maxx, miny, maxy)",
+        q(&r)
+    ))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT OR REPLACE INTO {} SELECT fid, ST_MinX(geom), ST_MaxX(geom), ST_MinY(geom), ST_MaxY(geom) \
+         FROM {} WHERE geom NOT NULL AND NOT ST_IsEmpty(geom)",
+        q(&r),
+        q(table)
+    ))
+    .execute(&mut **tx)
+    .await?;
+    for (_, ddl) in &triggers {
+        sqlx::query(ddl).execute(&mut **tx).await?;
+    }
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS gpkg_extensions (table_name TEXT, column_name TEXT, \
+         extension_name TEXT NOT NULL, definition TEXT NOT NULL, scope TEXT NOT NULL, \
+         CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name))",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope) \
+         VALUES (?, 'geom', 'gpkg_rtree_index', 'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
+    )
+    .bind(table)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Grows a layer's extent in `gpkg_contents` to cover `r` and stamps
@@ -596,8 +796,8 @@ impl GpkgStore {
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query.bind(r.id).bind(&r.blob[..]).bind(r.version);
-                for v in r.props {
-                    query = bind_value(query, v);
+                for (v, p) in r.props.iter().zip(&def.properties) {
+                    query = bind_prop(query, v, p.ty);
                 }
             }
             query.execute(&mut **tx).await?;
@@ -877,8 +1077,8 @@ impl GpkgStore {
                     sql.push_str(" WHERE fid = ?");
                     let blob = wkb::to_gpkg(&g, SRS_WGS84);
                     let mut query = sqlx::query(&sql).bind(blob).bind(expected + 1);
-                    for v in properties {
-                        query = bind_value(query, v);
+                    for (v, p) in properties.iter().zip(&def.properties) {
+                        query = bind_prop(query, v, p.ty);
                     }
                     query.bind(id).execute(&mut **tx).await?;
                     st.grow(&layer, &g);
@@ -953,7 +1153,7 @@ fn change_from_row(r: &SqliteRow) -> Result<Change> {
     Ok(Change {
         seq: r.try_get("seq")?,
         txn: r.try_get("txn")?,
-        time: r.try_get("time")?,
+        time: from_gpkg_datetime(r.try_get("time")?),
         author: r.try_get("author")?,
         reason: r.try_get("reason")?,
         layer: r.try_get("layer")?,
@@ -1052,10 +1252,15 @@ impl Store for GpkgStore {
             bbox: HashMap::new(),
             txn: None,
             last_seq: 0,
-            time: format_utc(chrono::Utc::now()),
+            time: gpkg_now(),
         };
         // Any error drops `tx`, which rolls back.
         let applied = self.apply_ops(&mut tx, cs, &mut st).await?;
+        // A layer made by this change set gets its spatial index after its
+        // rows (one pass instead of a trigger per row).
+        for def in &cs.create {
+            ensure_rtree(&mut tx, &def.name).await?;
+        }
         append_audit(&mut tx, &cs.audit).await?;
         tx.commit().await?;
         if !cs.create.is_empty() {
@@ -1208,8 +1413,10 @@ impl Store for GpkgStore {
             }
         }
         if let Some(r) = extent {
-            grow_extent(&mut tx, &def.name, &r, &format_utc(chrono::Utc::now())).await?;
+            grow_extent(&mut tx, &def.name, &r, &gpkg_now()).await?;
         }
+        // The spatial index last: filled in one pass, not row by row.
+        ensure_rtree(&mut tx, &def.name).await?;
         tx.commit().await?;
         self.layers
             .write()
@@ -1241,7 +1448,7 @@ impl Store for GpkgStore {
                 query = query
                     .bind(r.seq)
                     .bind(r.txn)
-                    .bind(&r.time)
+                    .bind(to_gpkg_datetime(&r.time).into_owned())
                     .bind(&r.author)
                     .bind(&r.reason)
                     .bind(&r.layer)

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod copy;
 pub mod gpkg;
+pub mod gpkg_fn;
 pub mod postgis;
 pub mod wkb;
 
@@ -68,7 +69,13 @@ pub fn unreachable_error(e: &sqlx::Error) -> bool {
         // Class 08: connection exception; 57P01–57P03: the server is
         // shutting down, crashed, or not yet accepting connections.
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            c.starts_with("08")
+                || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+                // SQLite's extended codes: BUSY (5), LOCKED (6), IOERR (10)
+                // and CANTOPEN (14) pass; "no such function" or a broken
+                // schema does not.
+                || c.parse::<i32>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 14))
         }),
         _ => false,
     }
