@@ -3,8 +3,9 @@
 //! Per tile and layer: R-tree lookup of the tile's bounds plus a buffer →
 //! project to tile coordinates → clip (polygons by Sutherland–Hodgman, lines
 //! by Liang–Barsky) → simplify to about one pixel (grids: coverage-aware, see
-//! [`coverage`]) → quantise to the extent → drop degenerate parts → encode
-//! with the `mvt` crate. Feature ids are the stable feature ids.
+//! [`coverage`]) → quantise to the extent → drop degenerate parts and make
+//! polygon rings valid ([`clip::repair`]) → encode with the `mvt` crate.
+//! Feature ids are the stable feature ids.
 //!
 //! Zoom-appropriate content: each layer has a zoom range (its `LayerDef`),
 //! each grid level its own minimum zoom, and dense point layers become
@@ -238,36 +239,28 @@ impl LayerOut {
 /// Encodes polygons (rings already clipped and simplified; first ring of
 /// each polygon is its exterior) with MVT winding: exterior clockwise in
 /// tile space, holes counter-clockwise. None when nothing survives.
+///
+/// Each polygon's rings are quantised and then repaired together
+/// ([`clip::repair`]): clipping leaves zero-width bridges along the buffer's
+/// edge and rounding can pinch a ring or fold it into a spike, and MVT 2.1
+/// §4.3.4.4 asks for rings that neither cross nor touch themselves. The
+/// repair moves no vertex, so grids still meet their neighbours exactly; one
+/// polygon may come out as several (the pieces a concave shape leaves inside
+/// the tile, or the lobes of a pinched ring).
 fn encode_polygons(polys: &[Vec<Vec<P>>]) -> Option<mvt::GeomData> {
     let mut enc = GeomEncoder::<i32>::new(GeomType::Polygon);
     let mut any = false;
+    let mut q: Vec<Vec<[i32; 2]>> = Vec::new();
     for rings in polys {
-        for (k, ring) in rings.iter().enumerate() {
-            let mut q = clip::quantize(ring);
-            while q.len() > 1 && q.first() == q.last() {
-                q.pop();
-            }
-            if q.len() < 3 {
-                if k == 0 {
-                    break; // no exterior, no holes
+        q.clear();
+        q.extend(rings.iter().map(|r| clip::quantize(r)));
+        for (exterior, holes) in clip::repair(&q) {
+            for ring in std::iter::once(&exterior).chain(&holes) {
+                for p in ring {
+                    enc.add_point(p[0], p[1]).ok()?;
                 }
-                continue;
+                enc.complete_geom().ok()?;
             }
-            let a = clip::area2(&q);
-            if a == 0 {
-                if k == 0 {
-                    break;
-                }
-                continue;
-            }
-            let want_positive = k == 0;
-            if (a > 0) != want_positive {
-                q.reverse();
-            }
-            for p in &q {
-                enc.add_point(p[0], p[1]).ok()?;
-            }
-            enc.complete_geom().ok()?;
             any = true;
         }
     }
