@@ -404,3 +404,70 @@ async fn a_lasting_store_fault_is_500_not_503() {
     assert_eq!(before["seq"], after["seq"], "a refused order wrote");
     srv.running.stop().await.expect("stop");
 }
+
+/// QGIS (through PyQGIS, offscreen) opens every layer of a demo store as
+/// valid and reports its spatial index present: what a desktop user's
+/// *Layer Properties › Information* says.
+#[tokio::test(flavor = "multi_thread")]
+async fn qgis_sees_the_spatial_index() {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import qgis.core"])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("python3-qgis is required in CI; .ci/run installs it");
+        }
+        eprintln!("SKIPPED: PyQGIS not found (apt-get install python3-qgis)");
+        return;
+    }
+    let dir = common::tempdir();
+    let (path, store) = common::demo_store(dir.path(), "small", 4).await;
+    store.close().await;
+    let script = r#"
+import sys
+from qgis.core import QgsApplication, QgsVectorLayer, QgsFeatureSource
+app = QgsApplication([], False)
+app.initQgis()
+for name in sys.argv[2:]:
+    l = QgsVectorLayer(sys.argv[1] + "|layername=" + name, name, "ogr")
+    present = l.isValid() and l.hasSpatialIndex() == QgsFeatureSource.SpatialIndexPresent
+    print(name, "valid" if l.isValid() else "INVALID", l.featureCount(), "index" if present else "NO-INDEX")
+app.exitQgis()
+"#;
+    let layers = [
+        "grids",
+        "addresses",
+        "cameras",
+        "risks",
+        "buildings",
+        "events",
+        "roads",
+        "water",
+    ];
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .args(layers)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "PyQGIS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in layers {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("QGIS said nothing of {name}:\n{text}"));
+        assert!(
+            line.contains(" valid ") && line.ends_with(" index"),
+            "QGIS on {name}: {line}"
+        );
+    }
+}
