@@ -1,6 +1,7 @@
 # onemap: the two commands.
 #   make run   build, generate the demo district if absent, serve it on http://127.0.0.1:8080
-#              (make run REPLAY=2: also replay the demo's work orders, 2 per second, live)
+#              (make run REPLAY=2: also replay the demo's work orders, 2 per second, live;
+#              the replay waits for the server's /readyz, however long the store takes to load)
 #   make test  formatting, lints and every test (Rust, then the browser tests in web/)
 CARGO ?= cargo
 STORE ?= data/onemap.gpkg
@@ -14,7 +15,7 @@ run: build web-deps
 	@test -f $(STORE) || ./target/release/onemap demo --store $(STORE) --scale $(SCALE)
 	@test -f $(STORE).accounts.txt || echo "note: $(STORE) has no demo accounts file (made before sign-in existed?): run 'make demo' to regenerate it, or add an account with './target/release/onemap user add NAME --role admin --store $(STORE)'"
 	@if [ -n "$(REPLAY)" ]; then \
-		(sleep 3; ./target/release/onemap replay --store $(STORE) --url http://$(BIND) --rate $(REPLAY)) & \
+		./target/release/onemap replay --store $(STORE) --url http://$(BIND) --rate $(REPLAY) --wait 600 & \
 	fi; \
 	./target/release/onemap serve --store $(STORE) --bind $(BIND) --web web --styles styles
 
@@ -24,6 +25,7 @@ build: toolchain
 # The web app's libraries (MapLibre) from npm, pinned by web/package-lock.json.
 web-deps:
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js (apt-get install nodejs npm)"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node.js $$(node --version) is too old: the web app's tests (playwright-core) need Node.js >= 20"; exit 1; }
 	@test -d web/node_modules/maplibre-gl || (cd web && npm ci --no-audit --no-fund)
 
 # Rust comes from rustup; it is the one thing this Makefile cannot install.

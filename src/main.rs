@@ -141,6 +141,10 @@ enum Command {
         /// accounts file next to the store.
         #[arg(long, env = "ONEMAP_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Seconds to wait for the server to be ready (`/readyz`) before
+        /// the first order.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
     },
     /// Generate the fictional demo district (示范区) into a new store.
     Demo {
@@ -790,6 +794,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             speed,
             limit,
             token,
+            wait,
         } => {
             if !store.exists() {
                 anyhow::bail!(
@@ -813,6 +818,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 speed,
                 limit,
                 token: Some(token),
+                wait: std::time::Duration::from_secs(wait),
             };
             let sum = onemap::live::replay::run(&s, &opts).await?;
             eprintln!(

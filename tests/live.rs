@@ -458,6 +458,7 @@ async fn replay_brings_the_demo_alive() {
         speed: 1e7,
         limit: Some(40),
         token: Some(common::admin_token(&srv.running)),
+        wait: std::time::Duration::from_secs(5),
     };
     let sum = onemap::live::replay::run(store.as_ref(), &opts)
         .await
@@ -471,6 +472,56 @@ async fn replay_brings_the_demo_alive() {
     let again = onemap::live::replay::run(store.as_ref(), &opts).await;
     assert!(again.is_ok_and(|s| s.failed == 0 && s.posted == 40));
     srv.running.stop().await.unwrap();
+}
+
+/// `onemap replay` started before its server (as `make run REPLAY=2` does)
+/// waits for `/readyz` instead of dying; with no server at all it gives up
+/// after `wait`, saying where it looked.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_waits_for_the_server_to_be_ready() {
+    let dir = common::tempdir();
+    let (_, store) = common::demo_store(dir.path(), "small", 36).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = |wait: u64| onemap::live::replay::Options {
+        url: format!("http://127.0.0.1:{port}"),
+        rate: 500.0,
+        speed: 1e7,
+        limit: Some(5),
+        token: None,
+        wait: std::time::Duration::from_secs(wait),
+    };
+    let err = onemap::live::replay::run(store.as_ref(), &opts(1))
+        .await
+        .expect_err("no server");
+    assert!(
+        err.to_string().contains("no ready onemap server")
+            && err.to_string().contains(&port.to_string()),
+        "{err}"
+    );
+    // The replay starts first; the server comes 2 s later on that port.
+    let token = common::token(store.as_ref(), onemap::auth::Role::Operator, &[]).await;
+    let mut o = opts(60);
+    o.token = Some(token);
+    let st = store.clone();
+    let replay = tokio::spawn(async move { onemap::live::replay::run(st.as_ref(), &o).await });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !replay.is_finished(),
+        "the replay gave up before the server came"
+    );
+    let state = onemap::app::load(store.clone(), common::config())
+        .await
+        .unwrap();
+    let running = onemap::api::start(state, &format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let sum = replay.await.unwrap().unwrap();
+    assert_eq!((sum.posted, sum.failed), (5, 0), "{sum:?}");
+    running.stop().await.unwrap();
 }
 
 /// `onemap serve` killed with SIGKILL right after acknowledging: the order

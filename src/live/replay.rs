@@ -27,6 +27,10 @@ pub struct Options {
     pub limit: Option<usize>,
     /// An operator token (`Authorization: Bearer`).
     pub token: Option<String>,
+    /// How long to wait for the server to be ready (`/readyz` 200): `make
+    /// run` starts the replay beside a server that may still be loading a
+    /// large store.
+    pub wait: Duration,
 }
 
 #[derive(Default, Debug)]
@@ -65,6 +69,31 @@ fn text(def: &crate::model::LayerDef, f: &Feature, k: &str) -> Option<String> {
     f.get(def, k).and_then(Value::as_str).map(str::to_string)
 }
 
+/// Waits until `base/readyz` answers 200, asking every half second, for
+/// at most `wait`; then fails saying what it saw last.
+async fn wait_ready(client: &reqwest::Client, base: &str, wait: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + wait;
+    let mut told = false;
+    loop {
+        let last = match client.get(format!("{base}/readyz")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("/readyz answered {}", r.status()),
+            Err(e) => format!("{e}"),
+        };
+        if Instant::now() >= until {
+            anyhow::bail!(
+                "no ready onemap server at {base} after {} s: {last}",
+                wait.as_secs()
+            );
+        }
+        if !told {
+            eprintln!("replay: waiting for {base}/readyz ({last})");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Posts the store's work orders to `opts.url`.
 pub async fn run(store: &dyn Store, opts: &Options) -> anyhow::Result<Summary> {
     if !(opts.rate > 0.0 && opts.rate <= 10_000.0) {
@@ -101,12 +130,7 @@ pub async fn run(store: &dyn Store, opts: &Options) -> anyhow::Result<Summary> {
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
         .build()?;
-    client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| anyhow::anyhow!("no onemap server at {base}: {e}"))?;
+    wait_ready(&client, &base, opts.wait).await?;
     let run = chrono::Utc::now().format("%y%m%d%H%M%S%3f").to_string();
     let step = Duration::from_secs_f64(1.0 / opts.rate);
     let start = Instant::now();
