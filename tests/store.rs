@@ -756,3 +756,44 @@ async fn change_notifications_wake_followers_and_survive_a_database_restart() {
     writer.close().await;
     follower.close().await;
 }
+
+/// What is worth a retry: SQLite's "database is locked" (another writer
+/// holds it) is the retryable kind (503 over HTTP); "no such function" is
+/// not (500), retrying would only fail again.
+#[tokio::test]
+async fn sqlite_busy_is_retryable_and_a_missing_function_is_not() {
+    let dir = common::tempdir();
+    let path = dir.path().join("busy.sqlite");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .busy_timeout(std::time::Duration::ZERO);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (x)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let busy = sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(onemap::store::unreachable_error(&busy), "{busy}");
+    assert!(matches!(StoreError::from(busy), StoreError::Unreachable(_)));
+    holder.rollback().await.unwrap();
+    let missing = sqlx::query("SELECT no_such_function(1)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(!onemap::store::unreachable_error(&missing), "{missing}");
+    assert!(matches!(StoreError::from(missing), StoreError::Backend(_)));
+    pool.close().await;
+}

@@ -43,10 +43,15 @@ const LAYER_CRS: [&str; 3] = [CRS84, EPSG_4326, EPSG_4490];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OutCrs(&'static str);
 
+/// The `Content-Crs` header (Part 2).
+pub(crate) const CONTENT_CRS: HeaderName = HeaderName::from_static("content-crs");
+
 impl OutCrs {
+    pub(crate) const CRS84: OutCrs = OutCrs(CRS84);
+
     fn parse(s: Option<&&str>, what: &str) -> Result<OutCrs, String> {
         match s {
-            None => Ok(OutCrs(CRS84)),
+            None => Ok(OutCrs::CRS84),
             Some(s) => {
                 let epsg = format!("/EPSG/0/{}", s.trim_start_matches("EPSG:"));
                 LAYER_CRS
@@ -153,7 +158,9 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
 ];
 
-fn json_response(v: J, content_type: &'static str) -> Response {
+/// A JSON answer of `content_type`, with the body's navigation links also
+/// in a `Link` header ([`link_header`]).
+pub(crate) fn json_response(v: J, content_type: &'static str) -> Response {
     let link = link_header(&v);
     let mut r = Json(v).into_response();
     r.headers_mut()
@@ -839,8 +846,7 @@ pub async fn items(
         }),
         GEOJSON,
     );
-    r.headers_mut()
-        .insert(HeaderName::from_static("content-crs"), crs.header());
+    r.headers_mut().insert(CONTENT_CRS, crs.header());
     Ok(r)
 }
 
@@ -897,8 +903,7 @@ pub async fn item(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}-{}\"", n, l.features[i].version)) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    r.headers_mut()
-        .insert(HeaderName::from_static("content-crs"), it.crs.header());
+    r.headers_mut().insert(CONTENT_CRS, it.crs.header());
     Ok(r)
 }
 

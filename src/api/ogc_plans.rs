@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::plans::book;
 use super::tiles::origin;
 use crate::plan::{OpBody, Plan};
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -128,19 +127,13 @@ fn with_etag(mut r: Response, tag: Option<String>) -> Response {
     r
 }
 
+/// A GeoJSON answer with its `Link` header ([`super::ogc::json_response`]);
+/// draft grids answer in CRS84 only (their collection lists no other).
 fn geojson_response(status: StatusCode, j: J) -> Response {
-    let link = super::ogc::link_header(&j);
-    let mut r = (status, Json(j)).into_response();
+    let mut r = super::ogc::json_response(j, GEOJSON);
+    *r.status_mut() = status;
     r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
-    // Draft grids answer in CRS84 only (their collection lists no other).
-    r.headers_mut().insert(
-        header::HeaderName::from_static("content-crs"),
-        HeaderValue::from_static("<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"),
-    );
-    if let Some(l) = link {
-        r.headers_mut().insert(header::LINK, l);
-    }
+        .insert(super::ogc::CONTENT_CRS, super::ogc::OutCrs::CRS84.header());
     r
 }
 
@@ -154,13 +147,10 @@ pub async fn collection(
     let base = format!("{}/ogc", origin(headers));
     let b = book(st).await?;
     let p = visible_plan(&b, who, pid)?;
-    let j = collection_json(&base, p);
-    let link = super::ogc::link_header(&j);
-    let mut r = Json(j).into_response();
-    if let Some(l) = link {
-        r.headers_mut().insert(header::LINK, l);
-    }
-    Ok(r)
+    Ok(super::ogc::json_response(
+        collection_json(&base, p),
+        "application/json",
+    ))
 }
 
 /// `GET /ogc/collections/plan-{id}-grids/items` (bbox, limit, offset).

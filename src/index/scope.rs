@@ -82,13 +82,7 @@ impl Scope {
             }
             n += 1;
             if let Some(r) = f.geometry.bounding_rect() {
-                bbox = Some(match bbox {
-                    None => r,
-                    Some(b) => geo::Rect::new(
-                        geo::coord! { x: b.min().x.min(r.min().x), y: b.min().y.min(r.min().y) },
-                        geo::coord! { x: b.max().x.max(r.max().x), y: b.max().y.max(r.max().y) },
-                    ),
-                });
+                bbox = Some(bbox.map_or(r, |b| super::rect_union(b, r)));
             }
         }
         (n, bbox)

@@ -160,13 +160,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// Quotes an identifier for SQL. Names are checked at layer creation, this
 /// is belt and braces.
-fn q(name: &str) -> String {
+pub(crate) fn q(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// [`q`] for the sibling modules.
-pub(crate) fn quote(name: &str) -> String {
-    q(name)
 }
 
 /// Now, as GeoPackage DATETIME wants it (GPKG 1.3 Req 15:

@@ -160,16 +160,16 @@ pub fn rtree_name(table: &str) -> String {
 /// The six triggers of GPKG 1.3 Annex F.3 (`insert`, `update1`–`update4`,
 /// `delete`) for `table`'s `geom` column, `fid` its primary key.
 pub fn rtree_triggers(table: &str) -> Vec<(String, String)> {
-    let t = super::gpkg::quote(table);
+    let t = super::gpkg::q(table);
     let r = rtree_name(table);
-    let rq = super::gpkg::quote(&r);
+    let rq = super::gpkg::q(&r);
     let values =
         "NEW.fid, ST_MinX(NEW.geom), ST_MaxX(NEW.geom), ST_MinY(NEW.geom), ST_MaxY(NEW.geom)";
     let name = |s: &str| format!("{r}_{s}");
     let ddl = |s: &str, body: String| {
         (
             name(s),
-            format!("CREATE TRIGGER {} {body}", super::gpkg::quote(&name(s))),
+            format!("CREATE TRIGGER {} {body}", super::gpkg::q(&name(s))),
         )
     };
     vec![

@@ -66,16 +66,21 @@ pub fn unreachable_error(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P01–57P03: the server is
-        // shutting down, crashed, or not yet accepting connections.
+        // SQLite's extended codes: BUSY (5), LOCKED (6), IOERR (10) and
+        // CANTOPEN (14) pass; "no such function" or a broken schema does not.
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 14))
+        }
+        // PostgreSQL: class 08, connection exception; 53, insufficient
+        // resources (too many connections); 40001/40P01, serialization
+        // failure and deadlock; 57P01–57P03, the server is shutting down,
+        // crashed, or not yet accepting connections.
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
             c.starts_with("08")
-                || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
-                // SQLite's extended codes: BUSY (5), LOCKED (6), IOERR (10)
-                // and CANTOPEN (14) pass; "no such function" or a broken
-                // schema does not.
-                || c.parse::<i32>()
-                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 14))
+                || c.starts_with("53")
+                || matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
         }),
         _ => false,
     }
